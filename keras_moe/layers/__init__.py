@@ -1,0 +1,1 @@
+from keras_moe.layers.moe_layer import MoELayer

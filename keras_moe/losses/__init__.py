@@ -1,0 +1,11 @@
+"""Auxiliary routing losses (pure functions) and the classical mixture-of-experts loss."""
+
+from keras_moe.losses.auxiliary import (
+    coefficient_of_variation_squared,
+    expert_assignment_fraction,
+    importance_loss,
+    load_balancing_loss,
+    load_loss,
+    router_entropy,
+    router_z_loss,
+)

@@ -1,0 +1,1 @@
+from keras_moe.metrics.routing_stats import RoutingStats
