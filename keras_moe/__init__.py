@@ -1,8 +1,10 @@
 """keras-moe: sparse Mixture-of-Experts layers and models for Keras 3."""
 
 from keras_moe import dispatch, experts, layers, losses, metrics, routing
-from keras_moe.experts import ExpertBank, FeedForward
+from keras_moe.experts import ExpertBank, FeedForward, MixtureOfModels
 from keras_moe.layers import MoELayer
+from keras_moe.losses import MixtureOfExpertsLoss
+from keras_moe.params import count_params
 from keras_moe.routing import (
     DenseGate,
     ExpertChoiceRouter,

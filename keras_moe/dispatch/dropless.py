@@ -19,7 +19,8 @@ def dropless_dispatch(tokens, expert_index, expert_weight, experts, mask=None):
         valid = ops.repeat(ops.reshape(mask, (-1,)) > 0, top_k)
         flat_expert = ops.where(valid, flat_expert, num_experts)
     order = ops.argsort(flat_expert)
-    group_sizes = ops.bincount(flat_expert, minlength=num_experts + 1)[:num_experts]
+    ones = ops.ones_like(flat_expert)
+    group_sizes = ops.segment_sum(ones, flat_expert, num_segments=num_experts + 1)[:num_experts]
     sorted_inputs = ops.take(tokens, order // top_k, axis=0)
     sorted_outputs = experts.call_grouped(sorted_inputs, ops.cast(group_sizes, "int32"))
     outputs = ops.take(sorted_outputs, ops.argsort(order), axis=0)  # back to token-major [n, h]

@@ -48,8 +48,9 @@ def _tf_grouped_matmul(x, w, group_sizes):
     group_sizes = tf.cast(group_sizes, "int32")
     rest = tf.shape(x)[0] - tf.reduce_sum(group_sizes)
     pieces = tf.split(x, tf.concat([group_sizes, rest[None]], axis=0), num=num_experts + 1, axis=0)
-    w = tf.cast(w, x.dtype)
-    outputs = [tf.matmul(pieces[i], w[i]) for i in range(num_experts)]
+    # `unstack` has one gradient op (a stack); slicing `w[i]` would build e full-size gradients.
+    weights = tf.unstack(tf.cast(w, x.dtype), num=num_experts, axis=0)
+    outputs = [tf.matmul(pieces[i], weights[i]) for i in range(num_experts)]
     outputs.append(tf.zeros((rest, w.shape[-1]), dtype=x.dtype))
     return tf.concat(outputs, axis=0)
 

@@ -11,7 +11,7 @@ from keras_moe import routing
 from keras_moe.experts.expert_bank import ExpertBank
 from keras_moe.experts.feed_forward import FeedForward
 from keras_moe.losses import auxiliary
-from keras_moe.metrics.routing_stats import RoutingStats
+from keras_moe.metrics.routing_stats import RoutingStats, stats_are_writable
 from keras_moe.utils.validation import check_choice, check_positive_float, check_positive_int
 
 DISPATCH_MODES = ("capacity", "dropless")
@@ -127,10 +127,12 @@ class MoELayer(keras.layers.Layer):
 
     def build(self, input_shape):
         hidden_shape = (None, input_shape[-1])
-        self.router.build(input_shape if self.router.kind == "soft" else hidden_shape)
-        self.experts.build(hidden_shape)
+        sublayers = [(self.router, input_shape if self.router.kind == "soft" else hidden_shape), (self.experts, hidden_shape)]
         if self.shared_experts is not None:
-            self.shared_experts.build(hidden_shape)
+            sublayers.append((self.shared_experts, hidden_shape))
+        for layer, shape in sublayers:
+            if not layer.built:  # a deserialised router arrives built
+                layer.build(shape)
 
     def capacity(self, num_tokens, training):
         factor = self.train_capacity_factor if training else self.eval_capacity_factor
@@ -186,7 +188,8 @@ class MoELayer(keras.layers.Layer):
         probs = result.router_probs
         valid = ops.ones((ops.shape(probs)[0],), "float32") if mask is None else ops.reshape(mask, (-1,))
         entropy = auxiliary.router_entropy(probs, valid) * ops.sum(valid)
-        self.routing_stats.update_state(counts, dropped, assignments, entropy, ops.sum(valid), result.aux_losses)
+        if stats_are_writable(self.routing_stats):
+            self.routing_stats.update_state(counts, dropped, assignments, entropy, ops.sum(valid), result.aux_losses)
         if training and result.aux_losses:
             self.add_loss(sum(result.aux_losses.values()))
 

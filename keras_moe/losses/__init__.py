@@ -9,3 +9,4 @@ from keras_moe.losses.auxiliary import (
     router_entropy,
     router_z_loss,
 )
+from keras_moe.losses.mixture_loss import MixtureOfExpertsLoss

@@ -2,6 +2,20 @@
 
 import keras
 from keras import ops
+from keras.src.backend.common.stateless_scope import get_stateless_scope, in_stateless_scope
+
+
+def stats_are_writable(metric):
+    """False inside a JAX stateless forward pass that does not carry the metric's variables.
+
+    Keras 3's JAX trainer maps only trainable and non-trainable weights into the forward pass
+    (`Layer.stateless_call`); metric variables of sublayers are not there, and updates to them would
+    be lost. On JAX `model.fit` therefore shows no routing statistics; call the layer eagerly (or
+    use the TensorFlow backend) to read them. On TensorFlow and PyTorch this is always True.
+    """
+    if not in_stateless_scope():
+        return True
+    return get_stateless_scope().get_current_value(metric.variables[0]) is not None
 
 
 @keras.saving.register_keras_serializable(package="keras_moe")
@@ -19,6 +33,7 @@ class RoutingStats(keras.metrics.Metric):
     - `{name}_{aux}` for each auxiliary loss the router reports (weighted values).
 
     `expert_load()` returns the per-expert shares `[e]` (for heatmaps). Padding counts nowhere.
+    Every value is NaN until a batch has been recorded.
 
     Args:
         num_experts: int.
@@ -64,7 +79,9 @@ class RoutingStats(keras.metrics.Metric):
         }
         for i, aux_name in enumerate(self.aux_loss_names):
             results[f"{self.name}_{aux_name}"] = self.aux_sums[i] / ops.maximum(self.batches, 1.0)
-        return results
+        # NaN, not a misleading 0, until a batch has been recorded (e.g. during `fit` on JAX).
+        seen = self.batches > 0
+        return {key: ops.where(seen, value, float("nan")) for key, value in results.items()}
 
     def get_config(self):
         return {"num_experts": self.num_experts, "aux_loss_names": list(self.aux_loss_names), "name": self.name}

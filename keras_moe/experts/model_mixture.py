@@ -1,0 +1,141 @@
+"""A mixture over whole Keras models as experts (Jacobs et al. 1991; Jordan & Jacobs 1994).
+
+Axis letters: `b` batch, `e` experts, `d` output features.
+"""
+
+import keras
+from keras import ops
+
+from keras_moe import routing
+from keras_moe.utils.validation import check_positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_moe")
+class MixtureOfModels(keras.layers.Layer):
+    """Weights the predictions of arbitrary expert models by a gating network.
+
+    Each expert is any Keras layer or model and may read its own input (e.g. a text model on the
+    name and an image model on the pixels); all experts must produce outputs of the same shape
+    `[b, d]`. The gate sees every input: `gate_network` (any Keras layer taking the list of inputs;
+    default: flatten and concatenate them) feeds a router (default a `DenseGate`, softmax over all
+    experts), giving per-example weights `[b, e]` that sum to 1.
+
+    Outputs `sum_e g[b, e] * expert_e(x)[b, :]`. With `return_expert_outputs=True` the layer returns
+    a dict: `"prediction"` (the mixture) and `"mixture"`, the expert outputs with the gate packed as
+    one last feature, `[b, e, d + 1]`, which `MixtureOfExpertsLoss` turns into the classical
+    objective `sum_e g_e * loss(y, expert_e)` (Jacobs et al. 1991, eq. 1.2).
+
+    Args:
+        experts: list of Keras layers/models.
+        expert_inputs: optional list of ints, the input index each expert reads (default: all read
+            input 0).
+        gate_network: optional Keras layer mapping the list of inputs to gate features `[b, g]`.
+        gate: router spec for the gate (name, `Router` instance or dict; default `"dense"`).
+        return_expert_outputs: bool, see above.
+
+    Call args:
+        inputs: one tensor or a list of tensors.
+
+    Example:
+    >>> text = keras.Sequential([keras.layers.Dense(3, activation="softmax")])
+    >>> image = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    >>> mixture = MixtureOfModels([text, image], expert_inputs=[0, 1])
+    >>> mixture([np.ones((2, 5), "float32"), np.ones((2, 4, 4), "float32")]).shape
+    TensorShape([2, 3])
+    """
+
+    def __init__(
+        self,
+        experts,
+        expert_inputs=None,
+        gate_network=None,
+        gate="dense",
+        return_expert_outputs=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(experts, (list, tuple)) or len(experts) < 2:
+            raise ValueError(f"`experts` must be a list of at least 2 Keras layers. Received: experts={experts!r}")
+        self.experts = [_as_layer(e, "experts") for e in experts]
+        num_experts = len(self.experts)
+        if expert_inputs is None:
+            expert_inputs = [0] * num_experts
+        if len(expert_inputs) != num_experts:
+            raise ValueError(
+                f"`expert_inputs` needs one input index per expert ({num_experts}). Received: expert_inputs={expert_inputs!r}"
+            )
+        self.expert_inputs = [check_positive_int("expert_inputs", i, allow_zero=True) for i in expert_inputs]
+        self.gate_network = None if gate_network is None else _as_layer(gate_network, "gate_network")
+        self.gate = gate if isinstance(gate, routing.Router) else routing.get(gate, num_experts=num_experts)
+        if self.gate.kind != "token_choice" or self.gate.num_experts != num_experts:
+            raise ValueError(f"`gate` must be a token-choice router over {num_experts} experts. Received: gate={gate!r}")
+        self.return_expert_outputs = bool(return_expert_outputs)
+
+    @property
+    def num_experts(self):
+        return len(self.experts)
+
+    def _inputs(self, inputs):
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        needed = max(self.expert_inputs) + 1
+        if len(inputs) < needed:
+            raise ValueError(f"`MixtureOfModels` needs {needed} inputs for `expert_inputs={self.expert_inputs}`; received {len(inputs)}.")
+        return inputs
+
+    def gate_features(self, inputs):
+        inputs = self._inputs(inputs)
+        if self.gate_network is not None:
+            return self.gate_network(inputs if len(inputs) > 1 else inputs[0])
+        flat = [ops.reshape(ops.cast(x, "float32"), (ops.shape(x)[0], -1)) for x in inputs]
+        return ops.concatenate(flat, axis=-1) if len(flat) > 1 else flat[0]
+
+    def gate_probabilities(self, inputs, training=False):
+        """Per-example expert weights `[b, e]`, summing to 1."""
+        return self.gate(self.gate_features(inputs), training=training).expert_weight
+
+    def call(self, inputs, training=False):
+        inputs = self._inputs(inputs)
+        routing_result = self.gate(self.gate_features(inputs), training=training)
+        if training and routing_result.aux_losses:
+            self.add_loss(sum(routing_result.aux_losses.values()))
+        gates = routing_result.expert_weight  # [b, e]
+        outputs = [expert(inputs[i], training=training) for expert, i in zip(self.experts, self.expert_inputs)]
+        shapes = {tuple(o.shape[1:]) for o in outputs}
+        if len(shapes) != 1:
+            raise ValueError(f"Every expert must output the same shape; received output shapes {sorted(shapes)}.")
+        stacked = ops.stack([ops.cast(o, "float32") for o in outputs], axis=1)  # [b, e, ...]
+        flat = ops.reshape(stacked, (ops.shape(stacked)[0], self.num_experts, -1))  # [b, e, d]
+        mixed = ops.einsum("bed,be->bd", flat, gates)
+        prediction = ops.reshape(mixed, (ops.shape(stacked)[0],) + tuple(stacked.shape[2:]))
+        if not self.return_expert_outputs:
+            return prediction
+        return {"prediction": prediction, "mixture": ops.concatenate([flat, gates[:, :, None]], axis=-1)}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "experts": [keras.saving.serialize_keras_object(e) for e in self.experts],
+                "expert_inputs": self.expert_inputs,
+                "gate_network": None if self.gate_network is None else keras.saving.serialize_keras_object(self.gate_network),
+                "gate": keras.saving.serialize_keras_object(self.gate),
+                "return_expert_outputs": self.return_expert_outputs,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["experts"] = [keras.saving.deserialize_keras_object(e) for e in config["experts"]]
+        if config.get("gate_network") is not None:
+            config["gate_network"] = keras.saving.deserialize_keras_object(config["gate_network"])
+        if isinstance(config.get("gate"), dict) and "module" in config["gate"]:
+            config["gate"] = keras.saving.deserialize_keras_object(config["gate"])
+        return cls(**config)
+
+
+def _as_layer(value, name):
+    if not isinstance(value, keras.layers.Layer):
+        raise ValueError(f"`{name}` must hold Keras layers or models. Received: {value!r}")
+    return value

@@ -1,0 +1,48 @@
+"""The classical mixture-of-experts objective (Jacobs, Jordan, Nowlan & Hinton 1991, eq. 1.2)."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_moe")
+class MixtureOfExpertsLoss(keras.losses.Loss):
+    """`sum_e g_e * loss(y_true, expert_e)`: each expert is judged on its own prediction.
+
+    Unlike a loss on the gated sum, this makes experts compete for examples instead of cooperating,
+    which is what lets them specialise (Jacobs et al. 1991). `y_pred` is the `"mixture"` output of
+    `MixtureOfModels(return_expert_outputs=True)`: expert outputs `[b, e, d]` with the gate weights
+    packed as one last feature, `[b, e, d + 1]`.
+
+    Args:
+        loss: the per-expert loss, any Keras loss identifier (e.g. `"sparse_categorical_crossentropy"`,
+            `"mse"`); it must return one value per example.
+
+    Example:
+    >>> loss = MixtureOfExpertsLoss("mse")
+    >>> y_pred = np.array([[[1.0, 0.5], [3.0, 0.5]]], "float32")  # experts predict 1 and 3, equal gates
+    >>> float(loss(np.array([[1.0]], "float32"), y_pred))  # 0.5 * 0 + 0.5 * 4
+    2.0
+    """
+
+    def __init__(self, loss="sparse_categorical_crossentropy", name="mixture_of_experts_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.loss = keras.losses.get(loss)
+        if self.loss is None:
+            raise ValueError(f"`loss` must be a Keras loss identifier. Received: loss={loss!r}")
+
+    def call(self, y_true, y_pred):
+        expert_outputs, gates = y_pred[..., :-1], y_pred[..., -1]  # [b, e, d], [b, e]
+        num_experts = ops.shape(expert_outputs)[1]
+        per_expert = [self._per_example(y_true, expert_outputs[:, i]) for i in range(num_experts)]
+        return ops.sum(ops.stack(per_expert, axis=1) * gates, axis=1)
+
+    def _per_example(self, y_true, y_pred):
+        if isinstance(self.loss, keras.losses.Loss):
+            # Loss objects reduce; their wrapped function returns one value per example.
+            return self.loss.call(y_true, y_pred)
+        return self.loss(y_true, y_pred)
+
+    def get_config(self):
+        config = super().get_config()
+        config["loss"] = keras.losses.serialize(self.loss)
+        return config
