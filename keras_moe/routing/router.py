@@ -66,6 +66,7 @@ class Router(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer or default_router_initializer())
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True  # the mask is an explicit argument; the result carries no mask
 
     @property
     def experts_per_token(self):
