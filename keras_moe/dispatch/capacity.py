@@ -71,14 +71,17 @@ def capacity_dispatch(tokens, expert_index, expert_weight, experts, capacity, ma
     num_experts = experts.num_experts
     slot, kept = capacity_slots(expert_index, num_experts, capacity, mask)
     top_k = ops.shape(expert_index)[1]
-    # Slot -> token table; empty slots read an appended zero row.
+    # Slot -> token table. Empty slots read token 0: their outputs are never combined.
     token_id = ops.tile(ops.arange(num_tokens, dtype="int32")[:, None], (1, top_k))
-    table = ops.scatter(ops.reshape(slot, (-1, 1)), ops.reshape(token_id - num_tokens, (-1,)), (num_experts * capacity + 1,))
-    table = table[:-1] + num_tokens
-    padded = ops.concatenate([tokens, ops.zeros((1, hidden), tokens.dtype)], axis=0)
-    expert_inputs = ops.reshape(ops.take(padded, table, axis=0), (num_experts, capacity, hidden))
+    table = ops.scatter(ops.reshape(slot, (-1, 1)), ops.reshape(token_id, (-1,)), (num_experts * capacity + 1,))
+    expert_inputs = ops.reshape(ops.take(tokens, table[:-1], axis=0), (num_experts, capacity, hidden))
     expert_outputs = ops.reshape(experts(expert_inputs), (num_experts * capacity, hidden))
-    expert_outputs = ops.concatenate([expert_outputs, ops.zeros((1, hidden), expert_outputs.dtype)], axis=0)
-    gathered = ops.take(expert_outputs, slot, axis=0)  # [t, k, h]; the overflow slot reads zeros
+    # Dropped choices read any slot and get weight 0.
+    gathered = ops.take(expert_outputs, ops.minimum(slot, num_experts * capacity - 1), axis=0)  # [t, k, h]
     weight = ops.cast(expert_weight * ops.cast(kept, expert_weight.dtype), gathered.dtype)
-    return ops.einsum("tkh,tk->th", gathered, weight), kept
+    return combine(gathered, weight), kept
+
+
+def combine(gathered, weight):
+    """`sum_k weight[t, k] * gathered[t, k, :]` as a broadcast multiply (an einsum here becomes t tiny matmuls)."""
+    return ops.sum(gathered * weight[:, :, None], axis=1)

@@ -9,6 +9,8 @@ trailing group that no expert computes.
 
 from keras import ops
 
+from keras_moe.dispatch.capacity import combine
+
 
 def dropless_dispatch(tokens, expert_index, expert_weight, experts, mask=None):
     """Args as `capacity_dispatch`, without capacity. Returns `(outputs [t, h], kept bool [t, k])`."""
@@ -26,4 +28,4 @@ def dropless_dispatch(tokens, expert_index, expert_weight, experts, mask=None):
     outputs = ops.take(sorted_outputs, ops.argsort(order), axis=0)  # back to token-major [n, h]
     outputs = ops.reshape(outputs, (-1, top_k, ops.shape(tokens)[1]))
     kept = ops.ones_like(expert_index, dtype="bool") if mask is None else ops.reshape(valid, ops.shape(expert_index))
-    return ops.einsum("tkh,tk->th", outputs, ops.cast(expert_weight, outputs.dtype)), kept
+    return combine(outputs, ops.cast(expert_weight, outputs.dtype)), kept

@@ -157,6 +157,35 @@ def test_noisy_top_k_router_training_losses_are_finite():
     np.testing.assert_allclose(to_numpy(result.expert_weight)[:4].sum(axis=-1), 1.0, rtol=1e-5)
 
 
+def test_noisy_top_k_router_training_matches_numpy_with_known_noise():
+    """Re-draw the router's noise from a fresh generator with the same seed, then check the maths."""
+    router = identity_router(NoisyTopKRouter(num_experts=4, top_k=2, noise_epsilon=0.05, seed=3), 4)
+    noise_kernel = random_tokens(4, 4, seed=9) * 0.5
+    router.noise_kernel.assign(noise_kernel)
+    mask = np.array([1, 1, 1, 0, 1], "float32")
+    result = router(LOGITS, mask=mask, training=True)
+
+    noise = to_numpy(keras.random.normal(LOGITS.shape, seed=keras.random.SeedGenerator(3))).astype("float64")
+    std = np.log1p(np.exp(LOGITS.astype("float64") @ noise_kernel)) + 0.05
+    noisy = LOGITS + noise * std
+    index = top_k(noisy, 2)
+    weight = softmax(np.take_along_axis(noisy, index, -1)) * mask[:, None]
+    np.testing.assert_array_equal(to_numpy(result.expert_index), index)
+    np.testing.assert_allclose(to_numpy(result.expert_weight), weight, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(result.router_probs), softmax(noisy), rtol=1e-4)
+
+    top = np.sort(noisy, axis=-1)[:, ::-1]
+    threshold = np.where(noisy > top[:, 2:3], top[:, 2:3], top[:, 1:2])  # (k+1)-th if in the top k, else k-th
+    phi = np.vectorize(lambda z: 0.5 * (1.0 + math.erf(z / math.sqrt(2.0))))
+    load = (phi((LOGITS - threshold) / std) * mask[:, None]).sum(axis=0)
+    gates = np.zeros((5, 4))
+    np.put_along_axis(gates, index, weight, axis=-1)
+    importance = gates.sum(axis=0)
+    cv2 = lambda v: np.var(v) / np.mean(v) ** 2  # noqa: E731
+    assert to_numpy(result.aux_losses["load_loss"]) == pytest.approx(0.1 * cv2(load), rel=1e-4)
+    assert to_numpy(result.aux_losses["importance_loss"]) == pytest.approx(0.1 * cv2(importance), rel=1e-4)
+
+
 def test_noisy_top_k_router_needs_top_k_below_num_experts():
     with pytest.raises(ValueError, match="top_k"):
         NoisyTopKRouter(num_experts=4, top_k=4)
