@@ -1,0 +1,9 @@
+"""Models built from keras-moe layers: backbones and task models (keras-hub style)."""
+
+from keras_moe.models.moe_transformer import (
+    CachedGroupedQueryAttention,
+    MoECausalLM,
+    MoECausalLMPreprocessor,
+    MoETransformerBackbone,
+    MoETransformerBlock,
+)

@@ -1,0 +1,138 @@
+"""One pre-norm transformer block: attention, then a dense FFN or an MoE layer.
+
+Axis letters: `b` batch, `s` sequence, `h` hidden.
+"""
+
+import keras
+import keras_hub
+from keras import ops
+
+from keras_moe.experts.feed_forward import FeedForward
+from keras_moe.layers.moe_layer import MoELayer
+from keras_moe.models.moe_transformer.attention import CachedGroupedQueryAttention
+from keras_moe.utils.validation import check_choice
+
+NORMALIZATIONS = ("rms", "layer")
+
+
+def make_norm(normalization, epsilon, dtype, name):
+    check_choice("normalization", normalization, NORMALIZATIONS)
+    if normalization == "rms":
+        return keras.layers.RMSNormalization(epsilon=epsilon, dtype=dtype, name=name)
+    return keras.layers.LayerNormalization(epsilon=epsilon, dtype=dtype, name=name)
+
+
+def attention_mask(padding_mask, query_length, key_length, causal, start_index=0):
+    """Bool `[b, q, k]`: keys that are not padding and, when causal, not in the future."""
+    mask = None
+    if padding_mask is not None:
+        mask = ops.cast(padding_mask, "bool")[:, None, :]
+    if causal:
+        query_positions = ops.arange(query_length)[:, None] + start_index
+        future = ops.arange(key_length)[None, :] <= query_positions
+        mask = future[None] if mask is None else ops.logical_and(mask, future[None])
+    return mask
+
+
+@keras.saving.register_keras_serializable(package="keras_moe")
+class MoETransformerBlock(keras.layers.Layer):
+    """`x + Attn(Norm(x))`, then `x + FFN(Norm(x))`, where FFN is an `MoELayer` or a `FeedForward`.
+
+    Args:
+        num_heads, num_kv_heads: attention heads (grouped-query when `num_kv_heads < num_heads`).
+        feed_forward: an `MoELayer` or `FeedForward` instance (or its serialised config).
+        causal: bool, causal self-attention (decoder) or bidirectional (encoder).
+        normalization: `"rms"` (Keras RMSNormalization, Mixtral) or `"layer"`.
+        layer_norm_epsilon: float.
+        use_rotary: bool, rotary positions inside attention.
+        rope_max_wavelength: int.
+        dropout: float, dropout on the attention and FFN outputs.
+        kernel_initializer: initializer of the attention projections.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        num_kv_heads,
+        feed_forward,
+        causal=True,
+        normalization="rms",
+        layer_norm_epsilon=1e-5,
+        use_rotary=True,
+        rope_max_wavelength=10000,
+        dropout=0.0,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(feed_forward, dict):
+            feed_forward = keras.saving.deserialize_keras_object(feed_forward)
+        if not isinstance(feed_forward, (MoELayer, FeedForward)):
+            raise ValueError(f"`feed_forward` must be an MoELayer or FeedForward. Received: feed_forward={feed_forward!r}")
+        self.num_heads, self.num_kv_heads = num_heads, num_kv_heads
+        self.feed_forward = feed_forward
+        self.causal = bool(causal)
+        self.normalization = check_choice("normalization", normalization, NORMALIZATIONS)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.use_rotary = bool(use_rotary)
+        self.rope_max_wavelength = rope_max_wavelength
+        self.dropout = float(dropout)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.attention = CachedGroupedQueryAttention(
+            num_heads, num_kv_heads, use_rotary=use_rotary, rope_max_wavelength=rope_max_wavelength,
+            kernel_initializer=kernel_initializer, dtype=self.dtype_policy, name="attention",
+        )
+        self.attention_norm = make_norm(normalization, layer_norm_epsilon, self.dtype_policy, "attention_norm")
+        self.feed_forward_norm = make_norm(normalization, layer_norm_epsilon, self.dtype_policy, "feed_forward_norm")
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.supports_masking = True
+
+    @property
+    def is_moe(self):
+        return isinstance(self.feed_forward, MoELayer)
+
+    def build(self, input_shape):
+        for layer in (self.attention_norm, self.attention, self.feed_forward_norm):
+            layer.build(input_shape)
+        if not self.feed_forward.built:
+            self.feed_forward.build(input_shape)
+
+    def call(self, hidden, padding_mask=None, cache=None, cache_update_index=None, training=False):
+        seq_len = ops.shape(hidden)[1]
+        key_len = seq_len if cache is None else ops.shape(cache)[2]
+        key_mask = padding_mask if cache is None else None
+        mask = attention_mask(key_mask, seq_len, key_len, self.causal, 0 if cache_update_index is None else cache_update_index)
+        attended = self.attention(
+            self.attention_norm(hidden), attention_mask=mask, cache=cache, cache_update_index=cache_update_index, training=training
+        )
+        if cache is not None:
+            attended, cache = attended
+        hidden = hidden + self.dropout_layer(attended, training=training)
+        normed = self.feed_forward_norm(hidden)
+        if self.is_moe:
+            ffn = self.feed_forward(normed, mask=padding_mask if cache is None else None, training=training)
+        else:
+            ffn = self.feed_forward(normed)
+        hidden = hidden + self.dropout_layer(ffn, training=training)
+        return hidden if cache is None else (hidden, cache)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "num_kv_heads": self.num_kv_heads,
+                "feed_forward": keras.saving.serialize_keras_object(self.feed_forward),
+                "causal": self.causal,
+                "normalization": self.normalization,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "use_rotary": self.use_rotary,
+                "rope_max_wavelength": self.rope_max_wavelength,
+                "dropout": self.dropout,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            }
+        )
+        return config
