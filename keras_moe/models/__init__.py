@@ -1,6 +1,7 @@
 """Models built from keras-moe layers: backbones and task models (keras-hub style)."""
 
 from keras_moe.models.moe_transformer import (
+    backbone_parameter_count,
     CachedGroupedQueryAttention,
     MoECausalLM,
     MoECausalLMPreprocessor,

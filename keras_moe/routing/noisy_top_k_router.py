@@ -67,6 +67,9 @@ class NoisyTopKRouter(Router):
         self.load_loss_weight = check_non_negative_float("load_loss_weight", load_loss_weight)
         self.noise_epsilon = check_non_negative_float("noise_epsilon", noise_epsilon)
 
+    def parameter_count(self, hidden_dim):
+        return 2 * hidden_dim * self.num_experts
+
     def build(self, input_shape):
         super().build(input_shape)
         self.noise_kernel = self.add_weight(

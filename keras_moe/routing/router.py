@@ -78,6 +78,10 @@ class Router(keras.layers.Layer):
         """Width of the router kernel's output axis."""
         return self.num_experts
 
+    def parameter_count(self, hidden_dim):
+        """Weights this router creates for inputs of width `hidden_dim` (without building it)."""
+        return hidden_dim * self.num_router_outputs
+
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
         if hidden_dim is None:

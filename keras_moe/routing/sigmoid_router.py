@@ -63,6 +63,9 @@ class SigmoidRouter(Router):
             "load_balancing_loss_weight", load_balancing_loss_weight
         )
 
+    def parameter_count(self, hidden_dim):
+        return super().parameter_count(hidden_dim) + self.num_experts  # + the non-trainable bias
+
     def build(self, input_shape):
         super().build(input_shape)
         self.expert_bias = self.add_weight(

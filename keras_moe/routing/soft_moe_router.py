@@ -67,6 +67,9 @@ class SoftMoERouter(Router):
     def num_router_outputs(self):
         return self.num_experts * self.num_slots
 
+    def parameter_count(self, hidden_dim):
+        return super().parameter_count(hidden_dim) + (1 if self.normalize else 0)
+
     def build(self, input_shape):
         super().build(input_shape)
         if self.normalize:
