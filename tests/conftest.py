@@ -16,7 +16,6 @@ def _reset_keras_state():
     keras.config.set_dtype_policy("float32")
     yield
     keras.config.set_dtype_policy("float32")
-    keras.backend.clear_session()
 
 
 def to_numpy(x):

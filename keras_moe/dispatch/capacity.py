@@ -44,7 +44,7 @@ def capacity_slots(expert_index, num_experts, capacity, mask=None):
     index_kt = ops.reshape(ops.transpose(expert_index), (-1,))  # choice-major priority
     one_hot = ops.one_hot(index_kt, num_experts, dtype="int32")  # [k t, e]
     if mask is not None:
-        valid_kt = ops.tile(ops.cast(ops.reshape(mask, (-1,)) > 0, "int32"), (top_k,))
+        valid_kt = ops.tile(ops.cast(ops.cast(ops.reshape(mask, (-1,)), "float32") > 0, "int32"), (top_k,))
         one_hot = one_hot * valid_kt[:, None]
     position = ops.sum((ops.cumsum(one_hot, axis=0) - 1) * one_hot, axis=-1)  # [k t]
     kept = ops.logical_and(ops.sum(one_hot, axis=-1) > 0, position < capacity)

@@ -18,7 +18,7 @@ def dropless_dispatch(tokens, expert_index, expert_weight, experts, mask=None):
     top_k = ops.shape(expert_index)[1]
     flat_expert = ops.reshape(expert_index, (-1,))  # [n], token-major
     if mask is not None:
-        valid = ops.repeat(ops.reshape(mask, (-1,)) > 0, top_k)
+        valid = ops.repeat(ops.cast(ops.reshape(mask, (-1,)), "float32") > 0, top_k)
         flat_expert = ops.where(valid, flat_expert, num_experts)
     order = ops.argsort(flat_expert)
     ones = ops.ones_like(flat_expert)

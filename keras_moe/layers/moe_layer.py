@@ -31,15 +31,17 @@ class MoELayer(keras.layers.Layer):
         intermediate_dim: int, FFN width of each expert.
         top_k: int or None; experts per token for token-choice routers (None: the router's default).
         router: a registered name (`"top_k"`, `"noisy_top_k"`, `"switch"`, `"expert_choice"`,
-            `"soft"`, `"sigmoid"`, `"dense"`), a `Router` instance, or a dict
-            `{"class_name": ..., "config": {...}}` (see `keras_moe.routing.get`).
+            `"soft"`, `"sigmoid"`, `"dense"`), a `Router` instance (used as is: give each layer
+            its own), or a dict `{"class_name": ..., "config": {...}}` (see `keras_moe.routing.get`).
         activation: expert activation, `"swiglu"` (default, Mixtral), `"geglu"`, `"reglu"`, `"relu"`,
             `"gelu"` or `"silu"`.
         num_shared_experts: int >= 0, always-on experts of width `intermediate_dim` (DeepSeekMoE),
             run as one dense FFN of width `num_shared_experts * intermediate_dim`.
         dispatch: `"capacity"` (static shapes, overflow dropped, `jit_compile` friendly) or
-            `"dropless"` (grouped matmul, no token ever dropped). Token-choice routers only;
-            expert-choice and Soft MoE have their own fixed-size dispatch.
+            `"dropless"` (grouped matmul, no token ever dropped; on TensorFlow its per-expert
+            split has dynamic sizes, so compile with `jit_compile=False`; on JAX it is
+            `jax.lax.ragged_dot` and jit-compiles). Token-choice routers only; expert-choice and
+            Soft MoE have their own fixed-size dispatch.
         train_capacity_factor: float > 0, capacity factor when training (capacity mode).
         eval_capacity_factor: float > 0, capacity factor at inference (capacity mode).
         min_expert_capacity: int > 0, smallest expert buffer (capacity mode).

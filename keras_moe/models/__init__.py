@@ -7,4 +7,5 @@ from keras_moe.models.moe_transformer import (
     MoECausalLMPreprocessor,
     MoETransformerBackbone,
     MoETransformerBlock,
+    MoETextClassifier,
 )

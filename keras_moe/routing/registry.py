@@ -82,6 +82,8 @@ def get(identifier, num_experts, top_k=None, **defaults):
 
 
 def _lookup(name):
+    if inspect.isclass(name) and issubclass(name, Router):
+        return name
     if isinstance(name, str) and name in ROUTERS:
         return ROUTERS[name]
     registered = keras.saving.get_registered_object(name) if isinstance(name, str) else None

@@ -79,6 +79,10 @@ class SoftMoERouter(Router):
         if not self.normalize:
             return super().compute_logits(tokens, training)
         tokens = ops.cast(tokens, "float32")
+        if training and self.jitter_noise > 0:
+            tokens = tokens * keras.random.uniform(
+                ops.shape(tokens), minval=1.0 - self.jitter_noise, maxval=1.0 + self.jitter_noise, seed=self.seed_generator
+            )
         tokens = tokens / ops.sqrt(ops.sum(ops.square(tokens), axis=-1, keepdims=True) + 1e-6)
         kernel = self.kernel / ops.sqrt(ops.sum(ops.square(self.kernel), axis=0, keepdims=True) + 1e-6)
         return ops.matmul(tokens, self.scale * kernel)

@@ -14,7 +14,8 @@ class TopKRouter(Router):
     """Each token picks its `top_k` most probable experts under a softmax router.
 
     Combine weights are the softmax probabilities of the chosen experts, renormalised to sum to 1
-    when `normalize_top_k=True` (Mixtral) or left as they are (Switch, GShard).
+    when `normalize_top_k=True` (Mixtral) or left as they are (Switch, GShard). With `top_k=1`
+    the weight stays the probability either way: a constant 1 would give the router no gradient.
 
     Args:
         num_experts: int `e`.

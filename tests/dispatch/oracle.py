@@ -127,16 +127,6 @@ def compiled(fn):
     raise NotImplementedError(backend)
 
 
-BOOL_MASK_BUG = (
-    "BUG: capacity.py:47 and dropless.py:19 compare the mask with `> 0` before casting; TensorFlow cannot "
-    "compare a bool tensor with 0 (TypeError), so a Keras-style bool mask fails under TensorFlow only. "
-    "Fix: `ops.cast(mask, 'float32') > 0` (or `ops.cast(mask, 'bool')`)."
-)
-
-
 def mask_dtype_params():
-    """float32, int32 and bool masks; bool is a strict xfail under TensorFlow (see BOOL_MASK_BUG)."""
-    import pytest
-
-    bool_mark = pytest.mark.xfail(keras.backend.backend() == "tensorflow", reason=BOOL_MASK_BUG, strict=True)
-    return ["float32", "int32", pytest.param("bool", marks=bool_mark)]
+    """float32, int32 and bool masks (Keras masks are bool)."""
+    return ["float32", "int32", "bool"]

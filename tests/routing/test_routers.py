@@ -265,6 +265,14 @@ def test_soft_moe_router_mask_gives_padding_no_dispatch_weight():
     np.testing.assert_allclose(dispatch.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_soft_moe_router_fully_padded_sequence_dispatches_nothing():
+    router = identity_router(SoftMoERouter(num_experts=2, num_slots=2, normalize=False), 4)
+    mask = np.array([[0, 0, 0], [1, 0, 1]], "float32")
+    dispatch = to_numpy(router(SOFT_TOKENS, mask=mask).dispatch_weights)
+    np.testing.assert_array_equal(dispatch[0], 0.0)
+    np.testing.assert_allclose(dispatch[1, [0, 2]], softmax(SOFT_TOKENS[1, [0, 2]], axis=0), rtol=1e-5)
+
+
 def test_soft_moe_router_normalized():
     router = identity_router(SoftMoERouter(num_experts=2, num_slots=2, normalize=True), 4)
     result = router(SOFT_TOKENS)
@@ -362,18 +370,7 @@ def router_inputs(name):
     return random_tokens(2, 3, 8, seed=1) if name.startswith("soft") else random_tokens(6, 8, seed=1)
 
 
-JITTER_CASES = [
-    pytest.param(
-        name,
-        marks=pytest.mark.xfail(
-            reason="BUG: SoftMoERouter.compute_logits (soft_moe_router.py:75-81) ignores jitter_noise when normalize=True",
-            strict=True,
-        ),
-    )
-    if name == "soft_normalized"
-    else name
-    for name in ROUTER_FACTORIES
-]
+JITTER_CASES = list(ROUTER_FACTORIES)
 
 
 @pytest.mark.parametrize("name", JITTER_CASES)
