@@ -62,15 +62,18 @@ def make_step(layer, x):
     raise ValueError(f"Unsupported backend for this benchmark: {backend!r}")
 
 
-def time_step(step, repeats, warmup=2):
-    for _ in range(warmup):
-        step()
-    times = []
+def time_steps(steps, repeats, warmup=2):
+    """Median seconds per step. Rounds interleave the layers so that drift in machine speed hits all alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def build_layers(num_experts, args):
@@ -111,9 +114,8 @@ def main():
                "capacity_factor": args.capacity_factor, "configs": {}}
     dense_flops = 2 * 3 * args.tokens * args.hidden_dim * args.top_k * args.intermediate_dim * 3  # fwd + 2x bwd
     for num_experts in args.experts:
-        times = {}
-        for name, layer in build_layers(num_experts, args).items():
-            times[name] = time_step(make_step(layer, x), args.repeats)
+        steps = {name: make_step(layer, x) for name, layer in build_layers(num_experts, args).items()}
+        times = time_steps(steps, args.repeats)
         row = {f"{name}_ms": round(1000 * t, 2) for name, t in times.items()}
         for name in ("capacity", "dropless", "keras_hub"):
             if name in times:

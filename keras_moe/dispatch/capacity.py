@@ -13,6 +13,8 @@ import math
 
 from keras import ops
 
+from keras_moe.dispatch.gather import gather_rows
+
 
 def expert_capacity(num_tokens, num_experts, top_k, capacity_factor, min_expert_capacity):
     """`c = min(t, max(min_expert_capacity, ceil(capacity_factor * t * k / e)))`.
@@ -71,13 +73,19 @@ def capacity_dispatch(tokens, expert_index, expert_weight, experts, capacity, ma
     num_experts = experts.num_experts
     slot, kept = capacity_slots(expert_index, num_experts, capacity, mask)
     top_k = ops.shape(expert_index)[1]
-    # Slot -> token table. Empty slots read token 0: their outputs are never combined.
-    token_id = ops.tile(ops.arange(num_tokens, dtype="int32")[:, None], (1, top_k))
-    table = ops.scatter(ops.reshape(slot, (-1, 1)), ops.reshape(token_id, (-1,)), (num_experts * capacity + 1,))
-    expert_inputs = ops.reshape(ops.take(tokens, table[:-1], axis=0), (num_experts, capacity, hidden))
-    expert_outputs = ops.reshape(experts(expert_inputs), (num_experts * capacity, hidden))
+    num_slots = num_experts * capacity
+    # Slot -> (token, choice) row table; +1 marks a filled slot. Empty slots read token 0 and are never combined.
+    rows = ops.reshape(ops.arange(num_tokens * top_k, dtype="int32"), (num_tokens, top_k))
+    table = ops.scatter(ops.reshape(slot, (-1, 1)), ops.reshape(rows + 1, (-1,)), (num_slots + 1,))[:-1]
+    filled = table > 0
+    row_of_slot = ops.maximum(table - 1, 0)
+    expert_inputs = gather_rows(tokens, row_of_slot // top_k, ops.minimum(slot, num_slots - 1), kept)
+    expert_outputs = experts(ops.reshape(expert_inputs, (num_experts, capacity, hidden)))
+    expert_outputs = ops.reshape(expert_outputs, (num_slots, hidden))
     # Dropped choices read any slot and get weight 0.
-    gathered = ops.take(expert_outputs, ops.minimum(slot, num_experts * capacity - 1), axis=0)  # [t, k, h]
+    flat_slot = ops.reshape(ops.minimum(slot, num_slots - 1), (-1,))
+    gathered = gather_rows(expert_outputs, flat_slot, row_of_slot[:, None], filled[:, None])
+    gathered = ops.reshape(gathered, (num_tokens, top_k, hidden))
     weight = ops.cast(expert_weight * ops.cast(kept, expert_weight.dtype), gathered.dtype)
     return combine(gathered, weight), kept
 

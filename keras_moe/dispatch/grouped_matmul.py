@@ -8,6 +8,8 @@ Implementations, chosen by backend (the benchmark `benchmarks/moe_layer.py` meas
 - JAX: `jax.lax.ragged_dot`, XLA's grouped matmul.
 - TensorFlow and PyTorch: split the rows by group and run one matmul per group (the graph runs
   them back to back; no padding, no wasted FLOPs).
+- `split_apply(x, group_sizes, fn)`: TensorFlow and PyTorch run a whole expert (both matmuls and
+  the activation) per group, so the `[n, f]` intermediate is never concatenated and split again.
 - Any backend: `padded_grouped_matmul` scatters rows into an `[e, max(group_sizes), a]` buffer and
   uses one batched einsum (dynamic shapes, so not under `jax.jit`).
 """
@@ -26,6 +28,35 @@ def grouped_matmul(x, w, group_sizes):
     if backend == "torch":
         return _torch_grouped_matmul(x, w, group_sizes)
     return padded_grouped_matmul(x, w, group_sizes)
+
+
+def supports_split_apply():
+    """True where `split_apply` is the faster grouped path (TensorFlow, PyTorch)."""
+    return keras.backend.backend() in ("tensorflow", "torch")
+
+
+def split_apply(x, group_sizes, fn):
+    """`concat_i fn(i, x_i)` over the row groups of `x`, zeros for rows past the groups.
+
+    `fn(i, rows)` maps `[n_i, a] -> [n_i, b]`; `b` is read from the first group's output.
+    """
+    num_groups = group_sizes.shape[0]
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        group_sizes = tf.cast(group_sizes, "int32")
+        rest = tf.shape(x)[0] - tf.reduce_sum(group_sizes)
+        pieces = tf.split(x, tf.concat([group_sizes, rest[None]], axis=0), num=num_groups + 1, axis=0)
+        outputs = [fn(i, pieces[i]) for i in range(num_groups)]
+        outputs.append(tf.zeros((rest, outputs[0].shape[-1]), dtype=outputs[0].dtype))
+        return tf.concat(outputs, axis=0)
+    import torch
+
+    sizes = [int(v) for v in group_sizes.tolist()]
+    pieces = torch.split(x, sizes + [x.shape[0] - sum(sizes)], dim=0)
+    outputs = [fn(i, pieces[i]) for i in range(num_groups)]
+    outputs.append(outputs[0].new_zeros((pieces[-1].shape[0], outputs[0].shape[-1])))
+    return torch.cat(outputs, dim=0)
 
 
 def _jax_grouped_matmul(x, w, group_sizes):

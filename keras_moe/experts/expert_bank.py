@@ -7,9 +7,15 @@ expert, `h` hidden, `f` expert FFN (`2f` for gated activations).
 import keras
 from keras import ops
 
-from keras_moe.dispatch.grouped_matmul import grouped_matmul
+from keras_moe.dispatch.grouped_matmul import grouped_matmul, split_apply, supports_split_apply
 from keras_moe.experts.activations import apply_activation, check_activation, is_gated
 from keras_moe.utils.validation import check_positive_int
+
+
+# Whole-expert-per-group (`split_apply`) beats two grouped matmuls up to about 32 experts on
+# TensorFlow/CPU (4,096 tokens, h 256, f 512, top-2, fwd+bwd: 55 vs 61 ms at 8 experts, 56 vs 63 at 16,
+# 68 vs 70 at 32, 77 vs 75 at 64); past that its per-expert activation ops cost more than the copies it saves.
+SPLIT_APPLY_MAX_EXPERTS = 32
 
 
 @keras.saving.register_keras_serializable(package="keras_moe")
@@ -81,6 +87,8 @@ class ExpertBank(keras.layers.Layer):
 
     def call_grouped(self, inputs, group_sizes):
         """`inputs [n, h]` sorted by expert with `group_sizes [e]` rows each; rows past the groups give zeros."""
+        if supports_split_apply() and self.num_experts <= SPLIT_APPLY_MAX_EXPERTS:
+            return split_apply(inputs, group_sizes, self._expert_fn())
         hidden = grouped_matmul(inputs, self.in_kernel, group_sizes)
         if self.use_bias:
             hidden = hidden + _repeat_rows(self.in_bias, group_sizes, ops.shape(inputs)[0])
@@ -88,6 +96,22 @@ class ExpertBank(keras.layers.Layer):
         if self.use_bias:
             outputs = outputs + _repeat_rows(self.out_bias, group_sizes, ops.shape(inputs)[0])
         return outputs
+
+    def _expert_fn(self):
+        """`fn(i, rows)`: expert `i` on its rows. Weights are unstacked once (one gradient op, not e slices)."""
+        in_kernels = ops.unstack(self.in_kernel, axis=0)
+        out_kernels = ops.unstack(self.out_kernel, axis=0)
+        in_biases = ops.unstack(self.in_bias, axis=0) if self.use_bias else None
+        out_biases = ops.unstack(self.out_bias, axis=0) if self.use_bias else None
+
+        def fn(i, rows):
+            hidden = ops.matmul(rows, in_kernels[i])
+            if in_biases is not None:
+                hidden = hidden + in_biases[i]
+            outputs = ops.matmul(apply_activation(hidden, self.activation), out_kernels[i])
+            return outputs if out_biases is None else outputs + out_biases[i]
+
+        return fn
 
     def call_all(self, inputs):
         """Every expert on every token: `[t, h] -> [t, e, h]`. Slow; the oracle for tests."""
