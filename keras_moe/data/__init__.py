@@ -20,3 +20,4 @@ from keras_moe.data.tokenizers import (
     tokenize_to_ids,
     train_word_piece_tokenizer,
 )
+from keras_moe.data.tasks import FortunesClassification, ShakespeareLanguageModeling

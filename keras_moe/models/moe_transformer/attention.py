@@ -5,8 +5,8 @@ heads, `d` head dim, `h` hidden.
 
 keras-hub's `CachedMultiHeadAttention` has no grouped-query form and its GQA layers live in private
 model folders, so this layer composes the public pieces instead: `keras.layers.EinsumDense`
-projections, keras-hub's `RotaryEmbedding`, and `keras.ops.dot_product_attention` (which does
-GQA natively). The cache layout follows keras-hub: `[b, 2, max_length, g, d]` (keys, values).
+projections, keras-hub's `RotaryEmbedding`, and `keras.ops.dot_product_attention` (key/value
+heads repeated to the query heads first, as keras-hub's Mistral does). The cache layout follows keras-hub: `[b, 2, max_length, g, d]` (keys, values).
 """
 
 import keras
@@ -88,6 +88,10 @@ class CachedGroupedQueryAttention(keras.layers.Layer):
             key = ops.slice_update(cache[:, 0], [0, start, 0, 0], key)
             value = ops.slice_update(cache[:, 1], [0, start, 0, 0], value)
             cache = ops.stack([key, value], axis=1)
+        if self.num_kv_heads != self.num_heads:
+            # keras.ops.dot_product_attention's TensorFlow path needs equal head counts; repeat as keras-hub does.
+            key = ops.repeat(key, self.num_heads // self.num_kv_heads, axis=2)
+            value = ops.repeat(value, self.num_heads // self.num_kv_heads, axis=2)
         mask = None if attention_mask is None else ops.cast(attention_mask, "bool")[:, None, :, :]
         attended = ops.dot_product_attention(query, key, value, mask=mask)
         if self.dropout > 0:

@@ -1,0 +1,75 @@
+"""What a training run leaves behind: metrics JSON, expert-load heatmap, samples, SavedModels."""
+
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+
+
+def write_json_atomic(path, payload):
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True, default=float)
+        temporary = handle.name
+    os.replace(temporary, path)
+
+
+def moe_layers(model):
+    from keras_moe.layers.moe_layer import MoELayer
+
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True) if isinstance(layer, MoELayer)]
+
+
+def expert_load(model):
+    """`{layer name: [share of assignments per expert]}` from each layer's routing statistics."""
+    return {layer.name: np.asarray(keras.ops.convert_to_numpy(layer.routing_stats.expert_load())).tolist() for layer in moe_layers(model)}
+
+
+def plot_expert_load(load, path, title):
+    """A heatmap, one row per MoE layer, one column per expert; colour = share of assignments."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(load)
+    matrix = np.array([load[n] for n in names])
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * matrix.shape[1] + 2), 0.5 * len(names) + 1.6))
+    image = ax.imshow(matrix, cmap="viridis", aspect="auto", vmin=0)
+    ax.set_xticks(range(matrix.shape[1]))
+    ax.set_yticks(range(len(names)), labels=names)
+    ax.set_xlabel("expert")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="share of routed tokens (uniform = %.3f)" % (1 / matrix.shape[1]))
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def next_version(root):
+    """1 + the highest integer version folder under `root` (TF Serving's layout)."""
+    versions = [int(d) for d in os.listdir(root) if d.isdigit()] if os.path.isdir(root) else []
+    return max(versions, default=0) + 1
+
+
+def export_saved_model(model, root, name):
+    """Writes `root/name/<version>/` atomically: export to a hidden folder, then one rename."""
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError("SavedModel export needs the TensorFlow backend (KERAS_BACKEND=tensorflow).")
+    target_root = os.path.join(root, name)
+    os.makedirs(target_root, exist_ok=True)
+    version = next_version(target_root)
+    staging = tempfile.mkdtemp(prefix=f".{version}-", dir=target_root)
+    try:
+        export_dir = os.path.join(staging, "model")
+        model.export(export_dir, format="tf_saved_model", verbose=False)
+        final = os.path.join(target_root, str(version))
+        os.rename(export_dir, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
