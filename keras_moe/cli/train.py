@@ -19,7 +19,9 @@ def callbacks(cfg, output_dir):
     result = []
     if cfg.trainer.checkpoint:
         # A rerun of the same command resumes from here (BackupAndRestore); deleted when fit completes.
-        result.append(keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup"), delete_checkpoint=True))
+        result.append(keras.callbacks.BackupAndRestore(
+            os.path.join(output_dir, "backup"), save_freq=cfg.trainer.backup_freq, delete_checkpoint=True
+        ))
         result.append(keras.callbacks.ModelCheckpoint(os.path.join(output_dir, "best.weights.h5"), save_weights_only=True,
                                                       monitor="val_loss", save_best_only=True))
     if cfg.trainer.tensorboard:

@@ -82,16 +82,22 @@ class FortunesClassification:
         categories: category names or None for the 10 topical ones.
         validation_fraction: float, stratified.
         seed: int.
+        num_classes: optional int, checked against the categories (the model config reads it).
     """
 
     task = "classification"
 
     def __init__(self, sequence_length=64, batch_size=32, vocabulary_size=4000, root=FORTUNES_ROOT, categories=None,
-                 validation_fraction=0.2, seed=0):
+                 validation_fraction=0.2, seed=0, num_classes=None):
         self.sequence_length = check_positive_int("sequence_length", sequence_length)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.seed = seed
         texts, labels, self.class_names = load_fortunes(root, categories=categories)
+        if num_classes is not None and num_classes != len(self.class_names):
+            raise ValueError(
+                f"`num_classes` must equal the number of categories ({len(self.class_names)}: {self.class_names}). "
+                f"Received: num_classes={num_classes}"
+            )
         self.train_texts, self.train_labels, self.validation_texts, self.validation_labels = stratified_split(
             texts, labels, validation_fraction=validation_fraction, seed=seed
         )

@@ -1,0 +1,182 @@
+"""Hydra configs and recipes: every option composes, every recipe trains one step, bad values fail early."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+from hydra.errors import ConfigCompositionException, HydraException
+from omegaconf.errors import ConfigKeyError
+
+from keras_moe.cli.building import ConfigError, build_data, build_model
+from keras_moe.cli.config import compose_config, project_root
+from keras_moe.cli.train import train
+
+ROOT = project_root()
+RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml"))
+GROUPS = {group: sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml"))
+          for group in ("model", "model/router", "model/experts", "data", "optimizer", "trainer", "strategy", "export")}
+CLASSES = ["art", "computers", "science"]
+
+
+@pytest.fixture(scope="module")
+def fortunes_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fortunes")
+    words = {"art": "paint brush canvas colour museum", "computers": "kernel program bug compiler memory",
+             "science": "atom physics theory experiment cell"}
+    for name, vocabulary in words.items():
+        items = [f"the {w} and the {vocabulary.split()[(i + 1) % 5]} number {i}" for i, w in enumerate(vocabulary.split() * 8)]
+        (root / name).write_text("\n%\n".join(items) + "\n")
+    return root
+
+
+def tiny_overrides(recipe, tmp_path, fortunes_root):
+    """One step of `recipe` on a tiny model; classifier recipes read a 3-category fixture."""
+    cfg = compose_config([f"recipe={recipe}"])
+    overrides = [f"recipe={recipe}", "trainer=smoke", "trainer.epochs=1", "trainer.steps_per_epoch=1", f"output_dir={tmp_path}/run", f"export.root={tmp_path}/saved"]
+    if cfg.model._target_.endswith("MoECausalLM"):
+        overrides += ["model.backbone.num_layers=1", "model.backbone.hidden_dim=16", "model.backbone.num_heads=2",
+                      "model.backbone.num_kv_heads=1", "model.backbone.intermediate_dim=8", "data.sequence_length=16",
+                      "data.batch_size=4", "data.max_validation_windows=8"]
+    else:
+        overrides += ["model.backbone.hidden_dim=16", "model.backbone.num_heads=2", "model.backbone.intermediate_dim=8",
+                      f"data.root={fortunes_root}", f"data.categories=[{','.join(CLASSES)}]", "data.num_classes=3",
+                      "data.vocabulary_size=60", "data.sequence_length=12", "data.batch_size=4"]
+    return overrides
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g, options in GROUPS.items() for o in options])
+def test_every_config_option_composes(group, option):
+    cfg = compose_config([f"{group}={option}"])
+    assert cfg.name and cfg.trainer.epochs >= 1
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_trains_one_step(recipe, tmp_path, fortunes_root):
+    cfg = compose_config(tiny_overrides(recipe, tmp_path, fortunes_root))
+    metrics = train(cfg)
+    assert metrics["epochs_run"] == 1
+    assert all(v == v for v in metrics["validation"].values())  # no NaN
+    head = metrics["parameters"]["total"] - metrics["backbone_parameters_analytic"]["total"]
+    assert 0 <= head <= 16 * 4 + 4  # only a classifier adds weights (its head) to the backbone's count
+    for artefact in ("metrics.json", "model.keras", "config.yaml", "history.csv"):
+        assert (tmp_path / "run" / artefact).is_file()
+    if metrics["expert_load"]:
+        assert (tmp_path / "run" / "expert_load.png").stat().st_size > 1000
+    if keras.backend.backend() == "tensorflow":
+        assert (tmp_path / "saved" / cfg.name / "1" / "saved_model.pb").is_file()
+    if "samples" in metrics:
+        assert all(text.startswith(prompt) for prompt, text in metrics["samples"].items())
+    if "baselines" in metrics:
+        assert 0 < metrics["baselines"]["majority"] <= 1
+
+
+def test_lm_backbone_counts_match_the_analytic_formula(tmp_path, fortunes_root):
+    cfg = compose_config(tiny_overrides("shakespeare_moe", tmp_path, fortunes_root))
+    model = build_model(cfg)
+    from keras_moe import count_params
+    from keras_moe.cli.building import backbone_config
+    from keras_moe.models import backbone_parameter_count
+
+    analytic = backbone_parameter_count(**backbone_config(cfg))
+    assert analytic["total"] == model.count_params()
+    assert analytic["active"] == count_params(model)["active"]
+
+
+def test_mixtral_shape_is_published_size():
+    from keras_moe.cli.building import backbone_config
+    from keras_moe.models import backbone_parameter_count
+
+    counts = backbone_parameter_count(**backbone_config(compose_config(["model=mixtral_8x7b"])))
+    assert round(counts["total"] / 1e9, 1) == 46.7 and round(counts["active"] / 1e9, 1) == 12.9
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model/router=nope", "nope"),
+    ("recipe=nope", "nope"),
+])
+def test_unknown_group_option_fails_at_compose(override, message):
+    with pytest.raises((ConfigCompositionException, HydraException), match=message):
+        compose_config([override])
+
+
+def test_typo_in_key_fails_at_compose():
+    with pytest.raises((ConfigCompositionException, ConfigKeyError, HydraException), match="hiden_dim"):
+        compose_config(["model.backbone.hiden_dim=8"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.backbone.num_layers=-1", "num_layers=-1"),
+    ("model.backbone.top_k=9", "top_k"),
+    ("model.backbone.intermediate_dim=0", "intermediate_dim=0"),
+    ("model.backbone.dispatch=sparse", "dispatch='sparse'"),
+    ("model.backbone.router.config.load_balancing_loss_weight=-1", "load_balancing_loss_weight=-1"),
+    ("optimizer.learning_rate=-1", "learning_rate"),
+])
+def test_bad_values_fail_before_training(override, message):
+    cfg = compose_config([override])
+    with pytest.raises(ConfigError, match=message):
+        build_model(cfg)
+
+
+def test_bad_data_value_fails_before_training():
+    with pytest.raises(ConfigError, match="sequence_length=0"):
+        build_data(compose_config(["data.sequence_length=0"]))
+
+
+class StopAfter(keras.callbacks.Callback):
+    def __init__(self, steps):
+        super().__init__()
+        self.steps, self.seen = steps, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.steps:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+class FirstStep(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        if not hasattr(self, "iterations"):
+            self.iterations = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+
+def test_rerun_resumes_where_the_interrupted_run_stopped(tmp_path, fortunes_root):
+    overrides = tiny_overrides("shakespeare_moe", tmp_path, fortunes_root) + [
+        "trainer.epochs=3", "trainer.steps_per_epoch=2", "trainer.backup_freq=1", "export.enabled=false"]
+    with pytest.raises(KeyboardInterrupt):
+        train(compose_config(overrides), extra_callbacks=[StopAfter(3)])
+    first = FirstStep()
+    metrics = train(compose_config(overrides), extra_callbacks=[first])
+    assert first.iterations == 3  # continues at step 3, not 0
+    assert len(metrics["history"]["loss"]) == 2  # epochs 2 and 3 only
+
+
+def run_cli(*args, cwd):
+    env = dict(os.environ, KERAS_MOE_ROOT=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "keras_moe.cli.main", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_cli_multirun_sweeps_routers(tmp_path, fortunes_root):
+    overrides = [o for o in tiny_overrides("shakespeare_moe", tmp_path, fortunes_root) if not o.startswith("output_dir")]
+    result = run_cli("train", "-m", "model/router=top_k,switch", "model.backbone.top_k=null", *overrides,
+                     "hydra.sweep.dir=" + str(tmp_path / "sweep"), "output_dir=" + str(tmp_path / "run_${hydra:job.num}"),
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from omegaconf import OmegaConf
+
+    routers = sorted(OmegaConf.load(tmp_path / f"run_{i}" / "config.yaml").model.backbone.router.class_name for i in (0, 1))
+    assert routers == ["switch", "top_k"]
+    assert all((tmp_path / f"run_{i}" / "metrics.json").is_file() for i in (0, 1))
+
+
+def test_cli_params_prints_mixtral(tmp_path):
+    result = run_cli("params", "model=mixtral_8x7b", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert counts["total"] == 46_702_792_704 and counts["active"] == 12_879_925_248
