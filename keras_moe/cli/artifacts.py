@@ -24,9 +24,22 @@ def moe_layers(model):
     return [layer for layer in model._flatten_layers(include_self=False, recursive=True) if isinstance(layer, MoELayer)]
 
 
-def expert_load(model):
-    """`{layer name: [share of assignments per expert]}` from each layer's routing statistics."""
-    return {layer.name: np.asarray(keras.ops.convert_to_numpy(layer.routing_stats.expert_load())).tolist() for layer in moe_layers(model)}
+def expert_load(model, dataset, steps=8):
+    """`{layer name: [share of assignments per expert]}` measured on `steps` batches of `dataset`.
+
+    The model is called eagerly, outside `fit`, so this works on every backend (on JAX, `fit`
+    cannot update sublayer metrics).
+    """
+    layers = moe_layers(model)
+    for layer in layers:
+        layer.routing_stats.reset_state()
+    for batch in dataset.take(steps):
+        inputs = batch[0] if isinstance(batch, tuple) else batch
+        preprocessor = getattr(model, "preprocessor", None)
+        if preprocessor is not None and not isinstance(inputs, dict):
+            inputs = preprocessor(inputs)[0]
+        model(inputs, training=False)
+    return {layer.name: np.asarray(keras.ops.convert_to_numpy(layer.routing_stats.expert_load())).tolist() for layer in layers}
 
 
 def plot_expert_load(load, path, title):

@@ -54,7 +54,7 @@ def train(cfg, extra_callbacks=()):
     )
     train_seconds = time.time() - start
     evaluation = model.evaluate(data.validation_dataset(), steps=cfg.trainer.validation_steps, verbose=0, return_dict=True)
-    load = artifacts.expert_load(model)
+    load = artifacts.expert_load(model, data.validation_dataset())
 
     metrics = {
         "name": cfg.name,

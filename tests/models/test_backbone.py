@@ -8,7 +8,7 @@ from keras_moe.models import MoETransformerBackbone
 from tests.conftest import to_numpy
 from tests.contracts import assert_keras_round_trip
 
-TINY = dict(vocabulary_size=64, num_layers=2, num_heads=4, num_kv_heads=2, hidden_dim=16, intermediate_dim=16, num_experts=4)
+TINY = dict(vocabulary_size=256, num_layers=2, num_heads=2, num_kv_heads=1, hidden_dim=16, intermediate_dim=16, num_experts=4)
 ENCODER = dict(causal=False, router="switch", top_k=None, normalization="layer", moe_layer_interval=2)
 
 
@@ -30,7 +30,7 @@ def test_output_shape_and_finite(overrides):
     outputs = to_numpy(backbone(inputs()))
     assert outputs.shape == (2, 8, 16)
     assert np.isfinite(outputs).all()
-    assert backbone.head_dim == 4
+    assert backbone.head_dim == 8
 
 
 PADDING = np.array([[1, 1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0]])
@@ -112,7 +112,7 @@ def test_keras_save_load_parity(overrides):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(hidden_dim=18), "hidden_dim=18"),
+    (dict(hidden_dim=17), "hidden_dim=17"),
     (dict(num_heads=4, num_kv_heads=3), "num_kv_heads=3"),
     (dict(num_layers=-1), "num_layers=-1"),
     (dict(num_layers=0), "num_layers=0"),
