@@ -10,6 +10,7 @@ Prints a table, then one JSON line with every time and ratio.
 """
 
 import argparse
+import inspect
 import json
 import os
 import statistics
@@ -51,8 +52,10 @@ def make_step(layer, x):
         trainable = [v.value for v in layer.trainable_variables]
         non_trainable = [v.value for v in layer.non_trainable_variables]
 
+        kwargs = {"training": True} if "training" in inspect.signature(layer.call).parameters else {}
+
         def loss_fn(trainable, x):
-            y, _ = layer.stateless_call(trainable, non_trainable, x, training=True)
+            y, _ = layer.stateless_call(trainable, non_trainable, x, **kwargs)
             y = first(y)
             return (y.astype("float32") ** 2).sum()
 
