@@ -28,9 +28,23 @@ def build_model(cfg, strategy=None):
     """Model, optimizer and `compile` inside the strategy scope."""
     with strategy_scope(strategy):
         model = instantiate(cfg.model, "model")
-        optimizer = instantiate(cfg.optimizer, "optimizer")
+        optimizer = build_optimizer(cfg)
         compile_model(model, optimizer, cfg)
     return model
+
+
+def build_optimizer(cfg):
+    """The optimizer; its learning rate (or schedule, sampled over the run) must be >= 0 and not all 0."""
+    optimizer = instantiate(cfg.optimizer, "optimizer")
+    schedule = optimizer._learning_rate
+    total = int(cfg.trainer.epochs) * int(cfg.trainer.steps_per_epoch)
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        rates = [float(schedule(step)) for step in sorted({0, 1, total // 10, total // 2, max(total - 1, 0)})]
+    else:
+        rates = [float(keras.ops.convert_to_numpy(optimizer.learning_rate))]
+    if min(rates) < 0 or max(rates) <= 0:
+        raise ConfigError(f"Invalid `optimizer` config: the learning rate must be >= 0 and not always 0; over the run it takes {rates}.")
+    return optimizer
 
 
 def compile_model(model, optimizer, cfg):

@@ -5,6 +5,11 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+# `${keras_moe.mul:a,b}` in configs, e.g. a schedule's decay steps = epochs x steps per epoch.
+if not OmegaConf.has_resolver("keras_moe.mul"):
+    OmegaConf.register_new_resolver("keras_moe.mul", lambda a, b: int(a) * int(b))
 
 
 def project_root():

@@ -43,12 +43,12 @@ def cmd_train(argv):
 
 
 def cmd_evaluate(argv):
-    from keras_moe.cli.building import build_data, compile_model, instantiate
+    from keras_moe.cli.building import build_data, build_optimizer, compile_model
     from keras_moe.cli.config import compose_config
 
     cfg = compose_config(argv)
     model = _trained_model(cfg)
-    compile_model(model, instantiate(cfg.optimizer, "optimizer"), cfg)
+    compile_model(model, build_optimizer(cfg), cfg)
     result = model.evaluate(build_data(cfg).validation_dataset(), verbose=0, return_dict=True)
     print(json.dumps({k: float(v) for k, v in result.items()}))
 

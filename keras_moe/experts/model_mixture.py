@@ -3,6 +3,8 @@
 Axis letters: `b` batch, `e` experts, `d` output features.
 """
 
+import math
+
 import keras
 from keras import ops
 
@@ -86,7 +88,7 @@ class MixtureOfModels(keras.layers.Layer):
         inputs = self._inputs(inputs)
         if self.gate_network is not None:
             return self.gate_network(inputs if len(inputs) > 1 else inputs[0])
-        flat = [ops.reshape(ops.cast(x, "float32"), (ops.shape(x)[0], -1)) for x in inputs]
+        flat = [ops.reshape(ops.cast(x, "float32"), (-1, _features(x))) for x in inputs]
         return ops.concatenate(flat, axis=-1) if len(flat) > 1 else flat[0]
 
     def gate_probabilities(self, inputs, training=False):
@@ -104,9 +106,9 @@ class MixtureOfModels(keras.layers.Layer):
         if len(shapes) != 1:
             raise ValueError(f"Every expert must output the same shape; received output shapes {sorted(shapes)}.")
         stacked = ops.stack([ops.cast(o, "float32") for o in outputs], axis=1)  # [b, e, ...]
-        flat = ops.reshape(stacked, (ops.shape(stacked)[0], self.num_experts, -1))  # [b, e, d]
+        flat = ops.reshape(stacked, (-1, self.num_experts, _features(stacked[:, 0])))  # [b, e, d]
         mixed = ops.einsum("bed,be->bd", flat, gates)
-        prediction = ops.reshape(mixed, (ops.shape(stacked)[0],) + tuple(stacked.shape[2:]))
+        prediction = ops.reshape(mixed, (-1,) + tuple(stacked.shape[2:]))
         if not self.return_expert_outputs:
             return prediction
         return {"prediction": prediction, "mixture": ops.concatenate([flat, gates[:, :, None]], axis=-1)}
@@ -133,6 +135,14 @@ class MixtureOfModels(keras.layers.Layer):
         if isinstance(config.get("gate"), dict) and "module" in config["gate"]:
             config["gate"] = keras.saving.deserialize_keras_object(config["gate"])
         return cls(**config)
+
+
+def _features(x):
+    """Static number of features per example (every axis after the batch axis must be known)."""
+    shape = tuple(x.shape[1:])
+    if any(d is None for d in shape):
+        raise ValueError(f"`MixtureOfModels` needs inputs and expert outputs with known non-batch axes. Received shape {x.shape}")
+    return int(math.prod(shape))
 
 
 def _as_layer(value, name):

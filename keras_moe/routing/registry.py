@@ -48,6 +48,8 @@ def get(identifier, num_experts, top_k=None, **defaults):
         **defaults: further arguments filled in when the router accepts them and the identifier
             does not set them.
     """
+    if isinstance(identifier, dict) and "module" in identifier:  # a serialised Router (Keras format)
+        identifier = keras.saving.deserialize_keras_object(identifier)
     if isinstance(identifier, Router):
         cls, config = type(identifier), identifier.get_config()
     elif isinstance(identifier, str):

@@ -116,10 +116,11 @@ def test_typo_in_key_fails_at_compose():
     ("model.backbone.intermediate_dim=0", "intermediate_dim=0"),
     ("model.backbone.dispatch=sparse", "dispatch='sparse'"),
     ("model.backbone.router.config.load_balancing_loss_weight=-1", "load_balancing_loss_weight=-1"),
-    ("optimizer.learning_rate=-1", "learning_rate"),
+    ("optimizer.learning_rate.warmup_target=-1", "learning rate"),
+    ("optimizer=adam optimizer.learning_rate=-1", "learning_rate"),
 ])
 def test_bad_values_fail_before_training(override, message):
-    cfg = compose_config([override])
+    cfg = compose_config(override.split())
     with pytest.raises(ConfigError, match=message):
         build_model(cfg)
 

@@ -43,32 +43,32 @@ def test_gqa_matches_numpy_reference_causal(num_kv_heads):
 
 def test_gqa_matches_numpy_reference_bidirectional_and_padded():
     layer = CachedGroupedQueryAttention(num_heads=4, num_kv_heads=2, use_rotary=False)
-    hidden = random_tokens(2, 5, 16)
+    hidden = random_tokens(2, 6, 16)
     np.testing.assert_allclose(to_numpy(layer(hidden)), reference_attention(layer, hidden), rtol=1e-5, atol=1e-5)
-    padding = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
-    mask = np.broadcast_to(padding[:, None, :], (2, 5, 5)).copy()
+    padding = np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]], bool)
+    mask = np.broadcast_to(padding[:, None, :], (2, 6, 6)).copy()
     np.testing.assert_allclose(
         to_numpy(layer(hidden, attention_mask=mask)), reference_attention(layer, hidden, mask), rtol=1e-5, atol=1e-5
     )
 
 
 def test_causal_output_ignores_future_positions():
-    layer = CachedGroupedQueryAttention(num_heads=2, num_kv_heads=1, use_rotary=True)
-    hidden = random_tokens(1, 6, 8)
+    layer = CachedGroupedQueryAttention(num_heads=4, num_kv_heads=2, use_rotary=True)
+    hidden = random_tokens(2, 6, 16)
     changed = hidden.copy()
     changed[:, 4:] += 10.0
-    mask = causal_mask(1, 6)
+    mask = causal_mask(2, 6)
     before, after = to_numpy(layer(hidden, attention_mask=mask)), to_numpy(layer(changed, attention_mask=mask))
     np.testing.assert_allclose(after[:, :4], before[:, :4], rtol=1e-5, atol=1e-6)
     assert not np.allclose(after[:, 4:], before[:, 4:])
 
 
 def test_rotary_changes_the_output():
-    plain = CachedGroupedQueryAttention(num_heads=2, num_kv_heads=2, use_rotary=False)
-    hidden = random_tokens(1, 5, 8)
-    mask = causal_mask(1, 5)
+    plain = CachedGroupedQueryAttention(num_heads=4, num_kv_heads=2, use_rotary=False)
+    hidden = random_tokens(2, 6, 16)
+    mask = causal_mask(2, 6)
     expected = to_numpy(plain(hidden, attention_mask=mask))
-    rotary = CachedGroupedQueryAttention(num_heads=2, num_kv_heads=2, use_rotary=True)
+    rotary = CachedGroupedQueryAttention(num_heads=4, num_kv_heads=2, use_rotary=True)
     rotary.build(hidden.shape)
     rotary.set_weights(plain.get_weights())
     actual = to_numpy(rotary(hidden, attention_mask=mask))
@@ -76,18 +76,18 @@ def test_rotary_changes_the_output():
     assert not np.allclose(actual[:, 1:], expected[:, 1:], atol=1e-4)
 
 
-@pytest.mark.parametrize("num_kv_heads", [1, 2])
-def test_token_by_token_cache_equals_full_causal_pass(num_kv_heads):
-    layer = CachedGroupedQueryAttention(num_heads=2, num_kv_heads=num_kv_heads, use_rotary=True)
-    batch, length, hidden_dim = 2, 6, 8
+def test_token_by_token_cache_equals_full_causal_pass():
+    num_kv_heads, head_dim = 2, 4
+    layer = CachedGroupedQueryAttention(num_heads=4, num_kv_heads=num_kv_heads, use_rotary=True)
+    batch, length, hidden_dim = 2, 6, 16
     hidden = random_tokens(batch, length, hidden_dim)
     full = to_numpy(layer(hidden, attention_mask=causal_mask(batch, length)))
-    cache = np.zeros((batch, 2, length, num_kv_heads, hidden_dim // 2), "float32")
+    cache = np.zeros((batch, 2, length, num_kv_heads, head_dim), "float32")
     steps = []
     for i in range(length):
         mask = np.broadcast_to(np.arange(length) <= i, (batch, 1, length))  # keys written so far
         output, cache = layer(hidden[:, i : i + 1], attention_mask=mask, cache=cache, cache_update_index=i)
-        assert tuple(cache.shape) == (batch, 2, length, num_kv_heads, hidden_dim // 2)
+        assert tuple(cache.shape) == (batch, 2, length, num_kv_heads, head_dim)
         steps.append(to_numpy(output))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=1e-5, atol=1e-5)
     # The final cache holds the rotated keys and the values of every position.
@@ -98,15 +98,15 @@ def test_token_by_token_cache_equals_full_causal_pass(num_kv_heads):
 
 def test_prefill_then_decode_equals_full_pass():
     layer = CachedGroupedQueryAttention(num_heads=4, num_kv_heads=2, use_rotary=True)
-    batch, length, prompt = 1, 7, 4
+    batch, length, prompt = 2, 6, 3
     hidden = random_tokens(batch, length, 16)
     full = to_numpy(layer(hidden, attention_mask=causal_mask(batch, length)))
     cache = np.zeros((batch, 2, length, 2, 4), "float32")
-    prefill_mask = np.arange(length)[None, None, :] <= np.arange(prompt)[None, :, None]  # [1, prompt, length]
+    prefill_mask = np.broadcast_to(np.arange(length)[None, :] <= np.arange(prompt)[:, None], (batch, prompt, length))
     output, cache = layer(hidden[:, :prompt], attention_mask=prefill_mask, cache=cache, cache_update_index=0)
     outputs = [to_numpy(output)]
     for i in range(prompt, length):
-        mask = (np.arange(length) <= i)[None, None, :]
+        mask = np.broadcast_to(np.arange(length) <= i, (batch, 1, length))
         output, cache = layer(hidden[:, i : i + 1], attention_mask=mask, cache=cache, cache_update_index=i)
         outputs.append(to_numpy(output))
     np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, rtol=1e-5, atol=1e-5)

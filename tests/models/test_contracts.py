@@ -37,8 +37,8 @@ def test_block_config_complete(feed_forward):
 
 
 def test_block_rebuilt_from_config_computes_the_same_function():
-    block = MoETransformerBlock(2, 1, keras_moe.FeedForward(8), causal=True)
-    hidden = random_tokens(2, 5, 8)
+    block = MoETransformerBlock(2, 1, keras_moe.FeedForward(16), causal=True)
+    hidden = random_tokens(2, 8, 16)
     expected = to_numpy(block(hidden))
     clone = MoETransformerBlock.from_config(block.get_config())
     clone.build(hidden.shape)

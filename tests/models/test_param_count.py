@@ -5,7 +5,9 @@ import pytest
 import keras_moe
 from keras_moe.models import MoETransformerBackbone, backbone_parameter_count
 
-BASE = dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=8, num_experts=4, top_k=2)
+# Zero initialisers: the counts do not depend on values, and allocation stays cheap on JAX.
+BASE = dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=8, num_experts=4, top_k=2,
+            kernel_initializer="zeros")
 
 CONFIGS = {
     "mixtral_like": {},
@@ -61,7 +63,7 @@ def test_per_block_counts_match_built_blocks():
 def test_hand_counted_gqa_shared_expert_config():
     config = dict(
         vocabulary_size=32, hidden_dim=8, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_dim=4,
-        num_experts=4, top_k=2, num_shared_experts=1, num_dense_layers=1, dense_intermediate_dim=6,
+        num_experts=4, top_k=2, num_shared_experts=1, num_dense_layers=1, dense_intermediate_dim=6, kernel_initializer="zeros",
     )  # rms norm, rotary positions (no weights), untied, swiglu
     h, head_dim = 8, 4  # head_dim = hidden_dim / num_heads
     embeddings = 32 * h + h * 32  # token embedding [v, h] + untied output projection [h, v] = 512
@@ -93,7 +95,7 @@ def test_hand_counted_layer_norm_learned_tied_noisy_config():
     config = dict(
         vocabulary_size=16, hidden_dim=4, num_layers=1, num_heads=2, intermediate_dim=3, num_experts=3, top_k=1,
         router="noisy_top_k", activation="relu", normalization="layer", position_embedding="learned",
-        max_sequence_length=8, tie_embeddings=True,
+        max_sequence_length=8, tie_embeddings=True, kernel_initializer="zeros",
     )
     h = 4
     embeddings = 16 * h + 8 * h  # tied token embedding [v, h] (no separate output matrix) + learned positions [8, h] = 96
@@ -147,7 +149,6 @@ def test_no_experts_gives_a_dense_backbone():
     assert backbone.moe_layers == []
 
 
-@pytest.mark.xfail(reason="BUG: a Router instance passed to the backbone is shared by every MoE block", strict=True)
 def test_router_instance_gives_each_block_its_own_router():
     config = {**BASE, "router": keras_moe.TopKRouter(4, top_k=2)}
     backbone = MoETransformerBackbone(**config)

@@ -102,9 +102,11 @@ class MoECausalLM(keras_hub.models.CausalLM):
     def generate_without_cache(self, token_ids, padding_mask, max_new_tokens):
         """Greedy decoding that recomputes the whole prefix each step: the oracle for the cached path."""
         token_ids = ops.convert_to_numpy(token_ids).copy()
-        length = int(ops.convert_to_numpy(padding_mask).sum(axis=-1).min())
+        prompt = ops.convert_to_numpy(padding_mask).astype(bool)
+        length = int(prompt.sum(axis=-1).min())
         for position in range(length, min(length + max_new_tokens, token_ids.shape[1])):
             mask = np.broadcast_to(np.arange(token_ids.shape[1]) < position, token_ids.shape).astype("int32")
             logits = self({"token_ids": token_ids, "padding_mask": mask})
-            token_ids[:, position] = ops.convert_to_numpy(ops.argmax(logits[:, position - 1], axis=-1))
+            next_tokens = ops.convert_to_numpy(ops.argmax(logits[:, position - 1], axis=-1))
+            token_ids[:, position] = np.where(prompt[:, position], token_ids[:, position], next_tokens)  # keep prompts
         return token_ids

@@ -7,6 +7,7 @@ import keras
 import keras_hub
 from keras import ops
 
+from keras_moe import routing
 from keras_moe.experts.feed_forward import FeedForward
 from keras_moe.layers.moe_layer import MoELayer
 from keras_moe.models.moe_transformer.transformer_block import MoETransformerBlock, make_norm
@@ -112,8 +113,10 @@ class MoETransformerBackbone(keras_hub.models.Backbone):
         self.transformer_layers = []
         for i in range(num_layers):
             if is_moe_block(i, num_experts, num_dense_layers, moe_layer_interval):
+                # `routing.get` builds a fresh router per block, so blocks never share router weights.
                 feed_forward = MoELayer(
-                    num_experts, intermediate_dim, top_k=top_k, router=router, activation=activation,
+                    num_experts, intermediate_dim, top_k=top_k,
+                    router=routing.get(router, num_experts=num_experts, top_k=top_k), activation=activation,
                     num_shared_experts=num_shared_experts, dispatch=dispatch,
                     train_capacity_factor=train_capacity_factor, eval_capacity_factor=eval_capacity_factor,
                     min_expert_capacity=min_expert_capacity, kernel_initializer=kernel_initializer,
