@@ -3,7 +3,8 @@
 Axis letters: `b` batch, `s` sequence, `t` tokens, `h` hidden, `e` experts, `k` choices per token.
 
 A router owns the routing kernel `[h, e]` and turns token representations into a `RoutingResult`.
-Subclasses implement `route` only; the base class handles float32 math, jitter noise and the
+Subclasses implement `route(tokens, logits, mask, training)` only (turning float32 logits
+`[t, e]` into a `RoutingResult`); the base class handles float32 math, jitter noise and the
 router z-loss. Router math runs in float32 whatever the global dtype policy (Fedus et al. 2021,
 "selective precision"), so routers ignore a `dtype` argument.
 """
@@ -55,6 +56,9 @@ class Router(keras.layers.Layer):
         seed=None,
         **kwargs,
     ):
+        if not callable(getattr(self, "route", None)):
+            # Subclasses implement `route(tokens, logits, mask, training) -> RoutingResult`.
+            raise TypeError(f"{type(self).__name__} is a Router without a `route(tokens, logits, mask, training)` method.")
         kwargs.pop("dtype", None)
         super().__init__(dtype="float32", **kwargs)
         self.num_experts = check_positive_int("num_experts", num_experts)
@@ -116,10 +120,6 @@ class Router(keras.layers.Layer):
                 flat_logits, flat_mask
             )
         return result
-
-    def route(self, tokens, logits, mask, training):
-        """Turns float32 logits `[t, e]` into a `RoutingResult`. Implemented by subclasses."""
-        raise NotImplementedError(f"{type(self).__name__} must implement `route`.")
 
     def get_config(self):
         config = super().get_config()

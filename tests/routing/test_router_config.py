@@ -222,3 +222,10 @@ def test_restored_router_routes_identically(cls):
     restored.set_weights(router.get_weights())
     a, b = router(tokens), restored(tokens)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(a.router_probs), keras.ops.convert_to_numpy(b.router_probs))
+
+
+def test_router_without_a_routing_rule_is_refused():
+    from keras_moe.routing import Router
+
+    with pytest.raises(TypeError, match="route"):
+        Router(num_experts=4)
