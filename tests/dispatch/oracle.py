@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_moe.experts import ExpertBank
+from tests.conftest import random_tokens, to_numpy
 
 NUM_EXPERTS, HIDDEN, FFN = 4, 8, 16
 
@@ -130,3 +131,18 @@ def compiled(fn):
 def mask_dtype_params():
     """float32, int32 and bool masks (Keras masks are bool)."""
     return ["float32", "int32", "bool"]
+
+
+def assert_per_token_and_permutation_equivariant(dispatch, num_tokens=7, top_k=2):
+    """`dispatch(tokens, index, weight, bank) -> (outputs, ...)`: each token's output does not depend
+    on the other tokens, and permuting the tokens permutes the outputs."""
+    bank = make_bank(use_bias=True)
+    tokens = random_tokens(num_tokens, HIDDEN, seed=6)
+    index, weight = distinct_choices(num_tokens, NUM_EXPERTS, top_k, seed=7)
+    outputs = to_numpy(dispatch(tokens, index, weight, bank)[0])
+    for i in range(num_tokens):
+        alone = dispatch(tokens[i : i + 1], index[i : i + 1], weight[i : i + 1], bank)[0]
+        np.testing.assert_allclose(to_numpy(alone)[0], outputs[i], rtol=1e-5, atol=1e-6)
+    perm = np.random.default_rng(0).permutation(num_tokens)
+    permuted = dispatch(tokens[perm], index[perm], weight[perm], bank)[0]
+    np.testing.assert_allclose(to_numpy(permuted), outputs[perm], rtol=1e-5, atol=1e-6)

@@ -7,6 +7,7 @@ import pytest
 from keras_moe.dispatch import dropless_dispatch
 from tests.conftest import random_tokens, to_numpy
 from tests.dispatch.oracle import (
+    assert_per_token_and_permutation_equivariant,
     HIDDEN,
     NUM_EXPERTS,
     distinct_choices,
@@ -70,17 +71,7 @@ def test_dropless_mask_gives_padding_zero_output():
 
 
 def test_dropless_is_per_token_and_permutation_equivariant():
-    t = 7
-    bank = make_bank(use_bias=True)
-    tokens = random_tokens(t, HIDDEN, seed=6)
-    index, weight = distinct_choices(t, NUM_EXPERTS, K, seed=7)
-    outputs = to_numpy(dropless_dispatch(tokens, index, weight, bank)[0])
-    for i in range(t):
-        alone = dropless_dispatch(tokens[i : i + 1], index[i : i + 1], weight[i : i + 1], bank)[0]
-        np.testing.assert_allclose(to_numpy(alone)[0], outputs[i], rtol=1e-5, atol=1e-6)
-    perm = np.random.default_rng(0).permutation(t)
-    permuted = dropless_dispatch(tokens[perm], index[perm], weight[perm], bank)[0]
-    np.testing.assert_allclose(to_numpy(permuted), outputs[perm], rtol=1e-5, atol=1e-6)
+    assert_per_token_and_permutation_equivariant(dropless_dispatch)
 
 
 def test_dropless_in_a_traced_function():
