@@ -5,6 +5,8 @@
     keras-moe generate "prompt" [recipe=NAME] [key=value ...]
     keras-moe params [model=NAME] [key=value ...]
     keras-moe export [recipe=NAME] [key=value ...]
+    keras-moe serve saved_models/NAME [--host 127.0.0.1] [--port 8501]
+    keras-moe launch --workers N -- train [key=value ...]   # multi-worker training on this host
 """
 
 import json
@@ -13,7 +15,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-COMMANDS = ("train", "evaluate", "generate", "params", "export")
+COMMANDS = ("train", "evaluate", "generate", "params", "export", "serve", "launch")
 
 
 def _trained_model(cfg):
@@ -76,11 +78,23 @@ def cmd_params(argv):
 
 
 def cmd_export(argv):
-    from keras_moe.cli.artifacts import export_saved_model
+    from keras_moe.export import export_saved_model
     from keras_moe.cli.config import compose_config
 
     cfg = compose_config(argv)
     print(export_saved_model(_trained_model(cfg), cfg.export.root, cfg.name))
+
+
+def cmd_serve(argv):
+    from keras_moe.serving.server import main as serve
+
+    serve(argv)
+
+
+def cmd_launch(argv):
+    from keras_moe.cli.launch import main as launch
+
+    raise SystemExit(launch(argv))
 
 
 def main(argv=None):

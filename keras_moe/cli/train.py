@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from keras_moe.cli import artifacts
 from keras_moe.cli.building import backbone_config, build_data, build_model, instantiate
+from keras_moe.export import export_saved_model
 from keras_moe.models import backbone_parameter_count
 from keras_moe.params import count_params
 
@@ -75,7 +76,7 @@ def train(cfg, extra_callbacks=()):
     if load:
         artifacts.plot_expert_load(load, os.path.join(output_dir, "expert_load.png"), f"{cfg.name}: expert load per MoE layer")
     if cfg.export.enabled and keras.backend.backend() == "tensorflow":
-        metrics["saved_model"] = artifacts.export_saved_model(model, cfg.export.root, cfg.name)
+        metrics["saved_model"] = export_saved_model(model, cfg.export.root, cfg.name)
     artifacts.write_json_atomic(os.path.join(output_dir, "metrics.json"), metrics)
     OmegaConf.save(cfg, os.path.join(output_dir, "config.yaml"))
     return metrics
