@@ -31,6 +31,15 @@ def callbacks(cfg, output_dir):
     return result
 
 
+def attach_data_preprocessing(model, data):
+    """Gives a task model its data's preprocessor (tokenizer) and class names, so that `fit` takes the
+    data's raw strings and the saved model and its SavedModel export serve raw strings."""
+    if getattr(model, "preprocessor", "absent") is None and hasattr(data, "preprocessor"):
+        model.preprocessor = data.preprocessor()
+    if hasattr(model, "class_names") and model.class_names is None and hasattr(data, "class_names"):
+        model.class_names = data.class_names
+
+
 def train(cfg, extra_callbacks=()):
     """Runs one training job described by `cfg`; returns the metrics dict written to `metrics.json`."""
     output_dir = cfg.output_dir
@@ -39,6 +48,7 @@ def train(cfg, extra_callbacks=()):
     strategy = instantiate(cfg.strategy, "strategy")
     data = build_data(cfg)
     model = build_model(cfg, strategy)
+    attach_data_preprocessing(model, data)
     params = count_params(model)
     analytic = backbone_parameter_count(**backbone_config(cfg))
     log.info("%s: %s parameters, %s active per token", cfg.name, f"{params['total']:,}", f"{params['active']:,}")

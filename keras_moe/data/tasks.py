@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_moe.data.shakespeare import DEFAULT_VALIDATION_WORKS, load_shakespeare_works, split_by_work
-from keras_moe.data.text_classification import FORTUNES_ROOT, baselines, classification_dataset, load_fortunes, stratified_split
+from keras_moe.data.text_classification import FORTUNES_ROOT, baselines, load_fortunes, stratified_split
 from keras_moe.data.tokenizers import train_word_piece_tokenizer
 from keras_moe.utils.validation import check_positive_int
 
@@ -72,7 +72,9 @@ class ShakespeareLanguageModeling:
 class FortunesClassification:
     """Fortune cookies by topical category (Debian `fortunes`), WordPiece tokens trained on the train split.
 
-    Elements: `({"token_ids": int [b, s], "padding_mask": int [b, s]}, label [b])`.
+    Elements: `(text string [b], label int32 [b])`; `preprocessor()` is the keras-hub preprocessor
+    that tokenizes them (attach it to the classifier: `fit` maps it over the data and the SavedModel
+    export takes raw strings through it).
 
     Args:
         sequence_length: int, tokens per text (longer texts are truncated).
@@ -108,10 +110,17 @@ class FortunesClassification:
     def num_classes(self):
         return len(self.class_names)
 
+    def preprocessor(self):
+        """A `MoETextClassifierPreprocessor` with this task's WordPiece tokenizer and sequence length."""
+        from keras_moe.models import MoETextClassifierPreprocessor
+
+        return MoETextClassifierPreprocessor(self.tokenizer, sequence_length=self.sequence_length)
+
     def _dataset(self, texts, labels, shuffle):
-        dataset = classification_dataset(texts, labels, self.tokenizer, self.sequence_length, self.batch_size,
-                                         shuffle=shuffle, seed=self.seed)
-        return dataset.map(lambda ids, y: ({"token_ids": ids, "padding_mask": tf.cast(ids != 0, "int32")}, y))
+        dataset = tf.data.Dataset.from_tensor_slices((list(texts), np.asarray(labels, dtype="int32")))
+        if shuffle:
+            dataset = dataset.shuffle(len(texts), seed=self.seed, reshuffle_each_iteration=True)
+        return dataset.batch(self.batch_size)
 
     def train_dataset(self):
         return self._dataset(self.train_texts, self.train_labels, shuffle=True).repeat()

@@ -8,4 +8,5 @@ from keras_moe.models.moe_transformer import (
     MoETransformerBackbone,
     MoETransformerBlock,
     MoETextClassifier,
+    MoETextClassifierPreprocessor,
 )

@@ -5,3 +5,4 @@ from keras_moe.models.moe_transformer.moe_transformer_backbone import MoETransfo
 from keras_moe.models.moe_transformer.transformer_block import MoETransformerBlock
 from keras_moe.models.moe_transformer.param_count import backbone_parameter_count
 from keras_moe.models.moe_transformer.moe_text_classifier import MoETextClassifier
+from keras_moe.models.moe_transformer.moe_text_classifier_preprocessor import MoETextClassifierPreprocessor

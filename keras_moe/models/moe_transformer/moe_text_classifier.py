@@ -17,13 +17,17 @@ class MoETextClassifier(keras_hub.models.Task):
         num_classes: int.
         dropout: float, dropout before the head.
         activation: `None` for logits (default) or `"softmax"` for probabilities.
+        class_names: optional list of `num_classes` strings, the label of each class (saved with
+            the model; the SavedModel export returns them as labels).
+        preprocessor: optional `MoETextClassifierPreprocessor`; with one, `fit`/`predict` take
+            raw strings.
 
     Inputs: `{"token_ids": int [b, s], "padding_mask": [b, s]}`. Output: `[b, num_classes]`.
     """
 
     backbone_cls = MoETransformerBackbone
 
-    def __init__(self, backbone, num_classes, dropout=0.0, activation=None, preprocessor=None, **kwargs):
+    def __init__(self, backbone, num_classes, dropout=0.0, activation=None, class_names=None, preprocessor=None, **kwargs):
         check_positive_int("num_classes", num_classes)
         # === Layers ===
         self.backbone = backbone
@@ -41,8 +45,25 @@ class MoETextClassifier(keras_hub.models.Task):
         self.num_classes = num_classes
         self.dropout = dropout
         self.activation = activation
+        self.class_names = class_names
+
+    @property
+    def class_names(self):
+        return None if self._class_names is None else list(self._class_names)
+
+    @class_names.setter
+    def class_names(self, names):
+        if names is not None:
+            names = list(names)
+            if len(names) != self.num_classes or not all(isinstance(n, str) and n for n in names):
+                raise ValueError(
+                    f"`class_names` must be {self.num_classes} non-empty strings (num_classes={self.num_classes}). "
+                    f"Received: class_names={names}"
+                )
+        self._class_names = None if names is None else tuple(names)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"num_classes": self.num_classes, "dropout": self.dropout, "activation": self.activation})
+        config.update({"num_classes": self.num_classes, "dropout": self.dropout, "activation": self.activation,
+                       "class_names": self.class_names})
         return config
