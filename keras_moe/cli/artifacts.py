@@ -36,7 +36,8 @@ def expert_load(model, dataset, steps=8):
         inputs = batch[0] if isinstance(batch, tuple) else batch
         preprocessor = getattr(model, "preprocessor", None)
         if preprocessor is not None and not isinstance(inputs, dict):
-            inputs = preprocessor(inputs)[0]
+            inputs = preprocessor(inputs)
+            inputs = inputs[0] if isinstance(inputs, tuple) else inputs
         model(inputs, training=False)
     return {layer.name: np.asarray(keras.ops.convert_to_numpy(layer.routing_stats.expert_load())).tolist() for layer in layers}
 
