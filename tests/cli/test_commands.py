@@ -46,6 +46,17 @@ def test_export_writes_the_next_version(trained, capsys):
     assert last_line(capsys).endswith("tiny_lm/2")  # train exported version 1
     assert (root / "saved" / "tiny_lm" / "2" / "saved_model.pb").is_file()
     assert not [p for p in (root / "saved" / "tiny_lm").iterdir() if p.name.startswith(".")]  # no staging left
+    import numpy as np
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(root / "saved" / "tiny_lm" / "2")).signatures
+    prompt = "To be, or"
+    logits = served["serving_default"](text=tf.constant([prompt]))["next_token_logits"].numpy()[0]
+    model = keras.models.load_model(root / "run" / "model.keras")
+    ids = np.frombuffer(prompt.encode(), dtype=np.uint8).astype("int32")[None]
+    expected = keras.ops.convert_to_numpy(model({"token_ids": ids, "padding_mask": np.ones_like(ids)}))[0, -1]
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    assert set(served) == {"serving_default", "generate", "routing"}
 
 
 def test_commands_without_a_trained_model_say_what_to_run(tmp_path):
