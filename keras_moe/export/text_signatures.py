@@ -131,13 +131,20 @@ def causal_lm_signatures(model):
         ids = tf.argmax(last, axis=-1, output_type=tf.int32)
         return {"next_token_logits": last, "next_token_ids": ids, "next_tokens": tokenizer.detokenize(ids[:, None])}
 
+    end_token_id = getattr(tokenizer, "end_token_id", None)
+    stop_token_ids = None if end_token_id is None else (end_token_id,)  # keras-hub's "auto"
+    special_ids = tf.constant(sorted(getattr(tokenizer, "special_token_ids", None) or []) or [-1], tf.int32)
+
     @tf.function(input_signature=[TEXT_SPEC])
     def generate(text):
         token_ids, padding_mask, _ = tokenize_last(tokenizer, text, sequence_length)
         with serving_trace(model):
-            output = model.generate_step({"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=None)
-        lengths = tf.reduce_sum(tf.cast(output["padding_mask"], tf.int32), axis=-1)
-        generated = tf.RaggedTensor.from_tensor(output["token_ids"], lengths=lengths)
+            output = model.generate_step({"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=stop_token_ids)
+        ids = tf.cast(output["token_ids"], tf.int32)
+        # As keras-hub's generate_postprocess: drop padding and special tokens, then detokenize.
+        is_special = tf.reduce_any(tf.equal(ids[:, :, None], special_ids), axis=-1)
+        keep = tf.logical_and(tf.cast(output["padding_mask"], tf.bool), tf.logical_not(is_special))
+        generated = tf.ragged.boolean_mask(ids, keep)
         return {"generated_text": tokenizer.detokenize(generated)}
 
     @tf.function(input_signature=[TEXT_SPEC])
