@@ -5,7 +5,7 @@ import keras
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from keras_moe.cli.strategies import strategy_scope
+from keras_moe.cli.strategies import check_batch_size, strategy_scope
 
 
 class ConfigError(ValueError):
@@ -25,7 +25,13 @@ def build_data(cfg):
 
 
 def build_model(cfg, strategy=None):
-    """Model, optimizer and `compile` inside the strategy scope."""
+    """Model, optimizer and `compile` inside the strategy scope (the global batch must split over its replicas)."""
+    batch_size = cfg.get("data", {}).get("batch_size")
+    if batch_size is not None:
+        try:
+            check_batch_size(int(batch_size), strategy)
+        except ValueError as error:
+            raise ConfigError(f"Invalid `data.batch_size` for `strategy`: {error}") from error
     with strategy_scope(strategy):
         model = instantiate(cfg.model, "model")
         optimizer = build_optimizer(cfg)

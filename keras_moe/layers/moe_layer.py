@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_moe import dispatch as dispatch_lib
 from keras_moe import routing
+from keras_moe.distribution.replica_losses import ReplicaLocalLosses
 from keras_moe.experts.expert_bank import ExpertBank
 from keras_moe.experts.feed_forward import FeedForward
 from keras_moe.losses import auxiliary
@@ -18,7 +19,7 @@ DISPATCH_MODES = ("capacity", "dropless")
 
 
 @keras.saving.register_keras_serializable(package="keras_moe")
-class MoELayer(keras.layers.Layer):
+class MoELayer(ReplicaLocalLosses, keras.layers.Layer):  # per-replica add_loss: see ReplicaLocalLosses
     """A sparse Mixture-of-Experts feed-forward layer (Shazeer et al. 2017; GShard; Switch; Mixtral).
 
     Each token is routed to a few experts; expert FLOPs scale with `top_k` (or the capacity), not

@@ -5,9 +5,15 @@ Axis letters (used in every module of keras-moe): `t` tokens, `e` experts, `k` c
 Every function takes an optional `mask` of shape `[t]` (1 for real tokens, 0 for padding); padding
 tokens count in no statistic. All math is float32. The layers multiply these values by their
 `*_loss_weight` constructor arguments and add them with `add_loss` only when training.
+
+Under a `tf.distribute` strategy every sum over tokens is a sum over the *global* batch
+(`cross_replica_sum`), so each replica computes the single-device value of these nonlinear losses
+and their gradients match one device (tested against a single-device run on 2 replicas).
 """
 
 from keras import ops
+
+from keras_moe.distribution.replicas import cross_replica_sum
 
 _EPSILON = 1e-9
 
@@ -20,8 +26,13 @@ def _token_mask(mask, num_tokens):
 
 def _masked_mean(values_te, mask_t):
     """Mean over valid tokens of `[t, e]` values: `[e]`."""
-    total = ops.sum(values_te * mask_t[:, None], axis=0)
-    return total / ops.maximum(ops.sum(mask_t), 1.0)
+    total = cross_replica_sum(ops.sum(values_te * mask_t[:, None], axis=0))
+    return total / ops.maximum(_global_count(mask_t), 1.0)
+
+
+def _global_count(mask_t):
+    """Valid tokens in the global batch (all replicas)."""
+    return cross_replica_sum(ops.sum(mask_t))
 
 
 def expert_assignment_fraction(expert_index, num_experts, mask=None):
@@ -37,7 +48,7 @@ def expert_assignment_fraction(expert_index, num_experts, mask=None):
     """
     mask_t = _token_mask(mask, ops.shape(expert_index)[0])
     one_hot = ops.sum(ops.one_hot(expert_index, num_experts, dtype="float32"), axis=1)  # [t, e]
-    counts = ops.sum(one_hot * mask_t[:, None], axis=0)
+    counts = cross_replica_sum(ops.sum(one_hot * mask_t[:, None], axis=0))
     return counts / ops.maximum(ops.sum(counts), 1.0)
 
 
@@ -77,7 +88,7 @@ def importance_loss(gates, mask=None):
         mask: optional `[t]`.
     """
     mask_t = _token_mask(mask, ops.shape(gates)[0])
-    importance = ops.sum(ops.cast(gates, "float32") * mask_t[:, None], axis=0)
+    importance = cross_replica_sum(ops.sum(ops.cast(gates, "float32") * mask_t[:, None], axis=0))
     return coefficient_of_variation_squared(importance)
 
 
@@ -88,7 +99,7 @@ def load_loss(load_probability, mask=None):
     if the noise were re-sampled (Shazeer et al. 2017, appendix A, eqs. 8-11).
     """
     mask_t = _token_mask(mask, ops.shape(load_probability)[0])
-    load = ops.sum(ops.cast(load_probability, "float32") * mask_t[:, None], axis=0)
+    load = cross_replica_sum(ops.sum(ops.cast(load_probability, "float32") * mask_t[:, None], axis=0))
     return coefficient_of_variation_squared(load)
 
 
@@ -97,7 +108,7 @@ def router_z_loss(router_logits, mask=None):
     router_logits = ops.cast(router_logits, "float32")
     mask_t = _token_mask(mask, ops.shape(router_logits)[0])
     z = ops.logsumexp(router_logits, axis=-1)
-    return ops.sum(ops.square(z) * mask_t) / ops.maximum(ops.sum(mask_t), 1.0)
+    return cross_replica_sum(ops.sum(ops.square(z) * mask_t)) / ops.maximum(_global_count(mask_t), 1.0)
 
 
 def router_entropy(router_probs, mask=None):
@@ -109,4 +120,4 @@ def router_entropy(router_probs, mask=None):
     router_probs = ops.cast(router_probs, "float32")
     mask_t = _token_mask(mask, ops.shape(router_probs)[0])
     entropy = -ops.sum(router_probs * ops.log(router_probs + _EPSILON), axis=-1)
-    return ops.sum(entropy * mask_t) / ops.maximum(ops.sum(mask_t), 1.0)
+    return cross_replica_sum(ops.sum(entropy * mask_t)) / ops.maximum(_global_count(mask_t), 1.0)

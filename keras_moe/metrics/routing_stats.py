@@ -4,6 +4,8 @@ import keras
 from keras import ops
 from keras.src.backend.common.stateless_scope import get_stateless_scope, in_stateless_scope
 
+from keras_moe.distribution.replicas import cross_replica_sum
+
 
 def stats_are_writable(metric):
     """False inside a JAX stateless forward pass that does not carry the metric's variables.
@@ -54,16 +56,26 @@ class RoutingStats(keras.metrics.Metric):
         self.aux_sums = self.add_variable(shape=(max(1, len(self.aux_loss_names)),), initializer="zeros", name="aux_sums")
 
     def update_state(self, expert_counts, dropped, assignments, entropy_sum, tokens, aux_losses=None):
-        """All arguments are batch totals (float32 scalars, `expert_counts` is `[e]`)."""
-        self.expert_counts.assign_add(ops.cast(expert_counts, "float32"))
-        self.assignments.assign_add(ops.cast(assignments, "float32"))
-        self.dropped.assign_add(ops.cast(dropped, "float32"))
-        self.tokens.assign_add(ops.cast(tokens, "float32"))
-        self.entropy_sum.assign_add(ops.cast(entropy_sum, "float32"))
-        self.batches.assign_add(1.0)
-        if self.aux_loss_names:
-            values = [ops.cast((aux_losses or {}).get(n, 0.0), "float32") for n in self.aux_loss_names]
-            self.aux_sums.assign_add(ops.stack(values))
+        """All arguments are batch totals (float32 scalars, `expert_counts` is `[e]`).
+
+        Under a `tf.distribute` strategy the totals are summed over replicas first (one all-reduce),
+        so every replica holds statistics of the global batch and `result()` describes it whether
+        Keras reads one replica (per-step logs) or sums them (epoch logs): all results are ratios.
+        """
+        e, names = self.num_experts, self.aux_loss_names
+        aux = [ops.cast((aux_losses or {}).get(n, 0.0), "float32") for n in names]
+        scalars = [assignments, dropped, tokens, entropy_sum, 1.0] + aux
+        packed = ops.concatenate([ops.reshape(ops.cast(expert_counts, "float32"), (e,)),
+                                  ops.stack([ops.cast(v, "float32") for v in scalars])])
+        packed = cross_replica_sum(ops.stop_gradient(packed))
+        self.expert_counts.assign_add(packed[:e])
+        self.assignments.assign_add(packed[e])
+        self.dropped.assign_add(packed[e + 1])
+        self.tokens.assign_add(packed[e + 2])
+        self.entropy_sum.assign_add(packed[e + 3])
+        self.batches.assign_add(packed[e + 4])
+        if names:
+            self.aux_sums.assign_add(packed[e + 5:])
 
     def expert_load(self):
         """Share of routed assignments per expert, `[e]`."""
