@@ -113,6 +113,23 @@ def job_mirrored_parity():
     return result
 
 
+def job_mirrored_sigmoid():
+    """The DeepSeek-V3 sigmoid router under MirroredStrategy: its bias (a non-trainable weight moved in
+    the forward pass from the global expert load) must match one device."""
+    from keras_moe.cli import strategies
+    from keras_moe.cli.config import compose_config
+
+    mirrored = strategies.mirrored_strategy(cpu_devices=2)  # before any TensorFlow op
+    cfg = compose_config(["model=moe_lm_tiny", "data.sequence_length=32", f"data.batch_size={BATCH}", "trainer=smoke",
+                          "model/router=sigmoid"])
+    single_model, single_logs = train(strategies.default_strategy(), cfg)
+    mirrored_model, mirrored_logs = train(mirrored, cfg)
+    bias = [np.asarray(w) for w in single_model.weights if "expert_bias" in w.path]
+    return {"weight_diff": max_diff(weights(single_model), weights(mirrored_model)),
+            "log_diff": log_diff(single_logs, mirrored_logs),
+            "bias_moved": float(max(np.abs(b).max() for b in bias)) if bias else 0.0}
+
+
 def job_checkpoints():
     """2 steps under one strategy, `save_weights` (model + optimizer), resume 2 steps under the other:
     equal to 4 steps on one device."""
@@ -194,7 +211,7 @@ def job_expert_parallel():
     return result
 
 
-JOBS = {"mirrored_parity": job_mirrored_parity, "checkpoints": job_checkpoints, "expert_parallel": job_expert_parallel}
+JOBS = {"mirrored_parity": job_mirrored_parity, "mirrored_sigmoid": job_mirrored_sigmoid, "checkpoints": job_checkpoints, "expert_parallel": job_expert_parallel}
 
 if __name__ == "__main__":
     print(json.dumps(JOBS[sys.argv[1]]()))

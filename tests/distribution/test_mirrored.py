@@ -16,3 +16,11 @@ def test_two_replicas_match_one_device():
     assert any(key.endswith("load_balancing_loss") for key in result["log_diff"])
     # The test can fail: with per-replica (local) routing statistics the aux gradients differ.
     assert result["local_stats_weight_diff"] > 3 * TOLERANCE
+
+
+@tensorflow_only
+def test_sigmoid_router_bias_updates_match_one_device():
+    result = run_job("mirrored_sigmoid", KERAS_BACKEND="tensorflow")
+    assert result["bias_moved"] > 0  # the bias update ran
+    assert result["weight_diff"] < TOLERANCE  # incl. the bias, moved from the global load
+    assert max(result["log_diff"].values()) < TOLERANCE
