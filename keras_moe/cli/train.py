@@ -7,6 +7,7 @@ import time
 import keras
 from omegaconf import OmegaConf
 
+from keras_moe import analysis
 from keras_moe.cli import artifacts
 from keras_moe.cli.building import backbone_config, build_data, build_model, instantiate
 from keras_moe.export import export_saved_model
@@ -40,6 +41,17 @@ def attach_data_preprocessing(model, data):
         model.class_names = data.class_names
 
 
+def analytic_parameter_count(cfg, model):
+    """The backbone's parameters from its config: the text backbone's formula, or the model's own
+    `analytic_parameter_count()` (multimodal backbones); None for models without either."""
+    counter = getattr(model, "analytic_parameter_count", None)
+    if counter is not None:
+        return counter()
+    if "backbone" not in cfg.model:
+        return None
+    return backbone_parameter_count(**backbone_config(cfg))
+
+
 def train(cfg, extra_callbacks=()):
     """Runs one training job described by `cfg`; returns the metrics dict written to `metrics.json`."""
     output_dir = cfg.output_dir
@@ -50,7 +62,7 @@ def train(cfg, extra_callbacks=()):
     model = build_model(cfg, strategy)
     attach_data_preprocessing(model, data)
     params = count_params(model)
-    analytic = backbone_parameter_count(**backbone_config(cfg))
+    analytic = analytic_parameter_count(cfg, model)
     log.info("%s: %s parameters, %s active per token", cfg.name, f"{params['total']:,}", f"{params['active']:,}")
 
     start = time.time()
@@ -65,17 +77,22 @@ def train(cfg, extra_callbacks=()):
     )
     train_seconds = time.time() - start
     evaluation = model.evaluate(data.validation_dataset(), steps=cfg.trainer.validation_steps, verbose=0, return_dict=True)
-    load = artifacts.expert_load(model, data.validation_dataset())
+    validation = data.validation_dataset()
+    load = artifacts.expert_load(model, analysis.model_inputs(model, validation) if analysis.is_multimodal(model) else validation)
+    routing = analysis.analyse(model, data.validation_dataset(), output_dir, f"{cfg.name}: routing by modality",
+                               getattr(data, "class_names", None))
+    load = load or routing.pop("expert_load", {})  # a mixture of whole models: its gate's mean weights
 
     metrics = {
         "name": cfg.name,
         "train_seconds": round(train_seconds, 1),
         "epochs_run": len(history.history.get("loss", [])),
         "parameters": params,
-        "backbone_parameters_analytic": {k: analytic[k] for k in ("total", "active")},
+        "backbone_parameters_analytic": None if analytic is None else {k: analytic[k] for k in ("total", "active")},
         "history": {k: [float(v) for v in values] for k, values in history.history.items()},
         "validation": {k: float(v) for k, v in evaluation.items()},
         "expert_load": load,
+        **routing,
     }
     if getattr(data, "task", None) == "causal_lm":
         metrics["validation_bits_per_character"] = float(evaluation["loss"]) / float(keras.ops.log(2.0))

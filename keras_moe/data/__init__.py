@@ -21,3 +21,4 @@ from keras_moe.data.tokenizers import (
     train_word_piece_tokenizer,
 )
 from keras_moe.data.tasks import FortunesClassification, ShakespeareLanguageModeling
+from keras_moe.data.emoji import EmojiClassification, load_emoji, prepare_images

@@ -10,3 +10,10 @@ from keras_moe.models.moe_transformer import (
     MoETextClassifier,
     MoETextClassifierPreprocessor,
 )
+from keras_moe.models.multimodal import (
+    MultimodalClassifierPreprocessor,
+    MultimodalGateNetwork,
+    MultimodalMixtureClassifier,
+    MultimodalMoEBackbone,
+    MultimodalMoEClassifier,
+)

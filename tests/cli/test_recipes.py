@@ -16,7 +16,8 @@ from keras_moe.cli.config import compose_config, project_root
 from keras_moe.cli.train import train
 
 ROOT = project_root()
-RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml"))
+# Multimodal recipes need other tiny overrides: tests/models/multimodal/test_recipes.py runs each of them.
+RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml") if not p.stem.startswith("multimodal_"))
 GROUPS = {group: sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml"))
           for group in ("model", "model/router", "model/experts", "data", "optimizer", "trainer", "strategy", "export")}
 CLASSES = ["art", "computers", "science"]

@@ -1,0 +1,3 @@
+"""Routing analysis: per-modality expert shares (metrics and a PNG) and mixture gate weights."""
+
+from keras_moe.analysis.modality_routing import analyse, gate_analysis, is_multimodal, model_inputs, modality_routing, plot_modality_routing

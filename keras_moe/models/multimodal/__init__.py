@@ -1,0 +1,16 @@
+"""Multimodal MoE models on paired images and text: a shared sparse transformer (LIMoE style),
+modality experts, and a mixture over whole expert models."""
+
+from keras_moe.models.multimodal.classifiers import (
+    MultimodalGateNetwork,
+    MultimodalMixtureClassifier,
+    MultimodalMoEClassifier,
+    image_expert,
+    text_expert,
+)
+from keras_moe.models.multimodal.layers import IMAGE, TEXT, ModalityDropout, MultimodalTransformerBlock, PatchEmbedding
+from keras_moe.models.multimodal.multimodal_backbone import MultimodalMoEBackbone
+from keras_moe.models.multimodal.preprocessor import MultimodalClassifierPreprocessor
+
+# Registers the serving signatures (`keras_moe.export.signatures_for`) of the classifiers above.
+from keras_moe.models.multimodal import serving  # noqa: E402,F401

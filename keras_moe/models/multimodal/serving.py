@@ -1,0 +1,150 @@
+"""Serving signatures of the multimodal classifiers: raw images and names in, named outputs out.
+
+- `serving_default(images, names)`: `images` uint8 `[b, h, w, 3 | 4]` (RGB or RGBA, any size),
+  `names` string `[b]`.
+- `serve_png(png, names)`: `png` string `[b]`, encoded PNG (or any format `tf.io.decode_image`
+  reads: JPEG, GIF, BMP), each of any size.
+
+Both return `probabilities [b, c]` (float32), `class_ids [b]` (int32) and `labels [b]` (class names),
+plus `gate_weights [b, e]` for `MultimodalMixtureClassifier` (experts: image, text). Preprocessing
+(alpha compositing on white, resize, scaling, tokenization) runs in the graph with TensorFlow and
+TF Text ops (`MultimodalClassifierPreprocessor`). Bad inputs fail with `InvalidArgumentError`
+naming the problem: images that are not 3 or 4 channels or have an empty side, a batch size that
+differs between images and names, an empty name, bytes that are not UTF-8, undecodable image bytes.
+"""
+
+import contextlib
+
+import tensorflow as tf
+
+from keras_moe.export.signatures import register_signatures
+from keras_moe.data.emoji import prepare_images
+from keras_moe.layers.modality_moe_layer import ModalityMoELayer
+from keras_moe.models.multimodal.classifiers import MultimodalMixtureClassifier, MultimodalMoEClassifier
+
+IMAGES_SPEC = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
+PNG_SPEC = tf.TensorSpec([None], tf.string, name="png")
+NAMES_SPEC = tf.TensorSpec([None], tf.string, name="names")
+
+
+def check_names(names):
+    """Every name non-empty and valid UTF-8: decoding with U+FFFD for bad bytes and encoding again
+    gives back exactly the input only when it is valid UTF-8."""
+    codepoints = tf.strings.unicode_decode(names, "UTF-8", errors="replace", replacement_char=0xFFFD)
+    checks = [
+        tf.debugging.assert_greater(
+            tf.strings.length(names), 0, message="Every `names` entry must be a non-empty string; received an empty string."
+        ),
+        tf.debugging.Assert(  # no data in the message: the bad bytes would not print
+            tf.reduce_all(tf.equal(tf.strings.unicode_encode(codepoints, "UTF-8"), names)),
+            ["Every `names` entry must be valid UTF-8; received bytes that are not."],
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(names)
+
+
+def check_images(images, names):
+    """uint8 `[b, h, w, 3 | 4]` with non-empty sides and one image per name."""
+    shape = tf.shape(images)
+    rank = tf.debugging.Assert(tf.equal(tf.size(shape), 4), [
+        "`images` must have rank 4, [batch, height, width, channels]; received shape", shape])
+    with tf.control_dependencies([rank]):
+        shape = tf.concat([shape, tf.zeros([4], tf.int32)], axis=0)[:4]  # safe to index after the rank check
+    checks = [
+        tf.debugging.Assert(
+            tf.logical_or(tf.equal(shape[3], 3), tf.equal(shape[3], 4)),
+            ["`images` must have 3 (RGB) or 4 (RGBA) channels, shape [batch, height, width, channels]; received shape", shape],
+        ),
+        tf.debugging.Assert(
+            tf.logical_and(shape[1] > 0, shape[2] > 0),
+            ["`images` must have a height and width of at least 1; received shape", shape],
+        ),
+        tf.debugging.Assert(
+            tf.equal(shape[0], tf.shape(names)[0]),
+            ["`images` and `names` must hold the same number of examples; received images of shape", shape,
+             "and names of shape", tf.shape(names)],
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(images)
+
+
+def decode_images(png, image_size):
+    """Encoded images `[b]` -> float32 `[b, image_size, image_size, 3]`, each decoded as RGBA and
+    prepared like raw images (`prepare_images`: composited on white, resized, scaled)."""
+
+    def decode(data):
+        image = tf.io.decode_image(data, channels=4, expand_animations=False)
+        return prepare_images(image[None], image_size)[0]
+
+    return tf.map_fn(decode, png, fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
+
+
+@contextlib.contextmanager
+def no_metric_updates(model):
+    """While tracing: MoE layers write no routing statistics (a served graph must not update metrics)."""
+    from keras_moe.export.tracing import serving_trace
+
+    layers = [l for l in model._flatten_layers(include_self=False, recursive=True) if isinstance(l, ModalityMoELayer)]
+    try:
+        for layer in layers:
+            layer.modality_stats.update_state = lambda *args, **kwargs: None
+        with serving_trace(model):
+            yield
+    finally:
+        for layer in layers:
+            layer.modality_stats.__dict__.pop("update_state", None)
+
+
+def _preprocessor(model):
+    preprocessor = getattr(model, "preprocessor", None)
+    if preprocessor is None:
+        raise ValueError(
+            f"Exporting {type(model).__name__} for serving needs its preprocessor, so the SavedModel can take raw "
+            "images and names; received preprocessor=None. Attach one: `model.preprocessor = data.preprocessor()`."
+        )
+    if not preprocessor.built:
+        preprocessor.build(None)
+    return preprocessor
+
+
+def multimodal_signatures(model):
+    preprocessor = _preprocessor(model)
+    class_names = tf.constant(model.class_names or [str(i) for i in range(model.num_classes)])
+    mixture = isinstance(model, MultimodalMixtureClassifier)
+
+    def predict(features):
+        with no_metric_updates(model):
+            logits = model(features, training=False)
+            outputs = {}
+            if mixture:
+                outputs["gate_weights"] = tf.cast(model.gate_weights(features), tf.float32)
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        outputs.update({"probabilities": probabilities, "class_ids": class_ids, "labels": tf.gather(class_names, class_ids)})
+        return outputs
+
+    @tf.function(input_signature=[IMAGES_SPEC, NAMES_SPEC])
+    def serving_default(images, names):
+        names = check_names(names)
+        images = check_images(images, names)
+        return predict(preprocessor({"images": images, "names": names}))
+
+    @tf.function(input_signature=[PNG_SPEC, NAMES_SPEC])
+    def serve_png(png, names):
+        names = check_names(names)
+        tf.debugging.Assert(tf.equal(tf.shape(png)[0], tf.shape(names)[0]),
+                            ["`png` and `names` must hold the same number of examples; received shapes", tf.shape(png),
+                             tf.shape(names)])
+        images = decode_images(png, int(preprocessor.output_image_size))
+        placeholder = tf.zeros(tf.stack([tf.shape(names)[0], 1, 1, 3]), tf.uint8)
+        features = dict(preprocessor({"images": placeholder, "names": names}))  # tokenizes the names
+        features["images"] = images
+        return predict(features)
+
+    return {"serving_default": serving_default, "serve_png": serve_png}
+
+
+register_signatures(MultimodalMoEClassifier)(multimodal_signatures)
+register_signatures(MultimodalMixtureClassifier)(multimodal_signatures)

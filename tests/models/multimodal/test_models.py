@@ -1,0 +1,217 @@
+"""The three multimodal forms on tiny synthetic inputs: a training step, gate weights, save/load,
+the serving signature (raw uint8 images / PNG bytes and names) and its errors on bad inputs."""
+
+import os
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+from keras_moe.models.multimodal import (
+    ModalityDropout,
+    MultimodalClassifierPreprocessor,
+    MultimodalGateNetwork,
+    MultimodalMixtureClassifier,
+    MultimodalMoEBackbone,
+    MultimodalMoEClassifier,
+    MultimodalTransformerBlock,
+    PatchEmbedding,
+    image_expert,
+    text_expert,
+)
+from keras_moe.layers.modality_moe_layer import ModalityMoELayer
+from tests.contracts import assert_config_complete, assert_keras_round_trip
+
+IMAGE, LENGTH, VOCABULARY, CLASSES = 8, 5, 12, 3
+WORDS = ["red", "apple", "face", "flag", "cat", "grinning", "dog"]
+
+
+def features(batch=4, seed=0):
+    rng = np.random.default_rng(seed)
+    padding = (np.arange(LENGTH)[None] < rng.integers(1, LENGTH + 1, (batch, 1))).astype("int32")
+    return {"images": rng.random((batch, IMAGE, IMAGE, 3)).astype("float32"),
+            "token_ids": (rng.integers(1, VOCABULARY, (batch, LENGTH)) * padding).astype("int32"), "padding_mask": padding}
+
+
+LABELS = np.array([0, 1, 2, 1])
+
+
+def backbone(**kwargs):
+    config = dict(vocabulary_size=VOCABULARY, sequence_length=LENGTH, image_size=IMAGE, patch_size=4, num_layers=2, num_heads=2,
+                  hidden_dim=8, intermediate_dim=8, num_experts=4, top_k=1, stem_filters=[4])
+    return MultimodalMoEBackbone(**{**config, **kwargs})
+
+
+def moe_classifier(**kwargs):
+    return MultimodalMoEClassifier(backbone(**kwargs), num_classes=CLASSES, class_names=["a", "b", "c"])
+
+
+def mixture_classifier(objective="likelihood", experts=("image", "text")):
+    built = {"image": image_expert(IMAGE, CLASSES, filters=(4,)), "text": text_expert(VOCABULARY, LENGTH, CLASSES, hidden_dim=4)}
+    return MultimodalMixtureClassifier({k: built[k] for k in experts}, CLASSES, objective=objective, image_size=IMAGE,
+                                       sequence_length=LENGTH, gate_network=MultimodalGateNetwork(VOCABULARY, 4, 4),
+                                       class_names=["a", "b", "c"])
+
+
+FORMS = {
+    "limoe": lambda: moe_classifier(local_entropy_loss_weight=0.01, global_entropy_loss_weight=0.01, modality_dropout=0.3),
+    "modality_experts": lambda: moe_classifier(expert_modalities=["text", "text", "image", "image"], num_shared_experts=1),
+    "mixture_likelihood": lambda: mixture_classifier("likelihood"),
+    "mixture_per_expert": lambda: mixture_classifier("per_expert"),
+    "image_only": lambda: moe_classifier(modalities=["image"]),
+    "text_only": lambda: moe_classifier(modalities=["text"]),
+    "image_expert": lambda: mixture_classifier(experts=("image",)),
+    "text_expert": lambda: mixture_classifier(experts=("text",)),
+}
+
+
+def compile_model(model):
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    return model
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_each_form_trains_one_step(form):
+    model = compile_model(FORMS[form]())
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
+    history = model.fit(features(), LABELS, batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    changed = [not np.array_equal(b, keras.ops.convert_to_numpy(w)) for b, w in zip(before, model.trainable_weights)]
+    assert sum(changed) >= len(changed) // 2
+    logits = keras.ops.convert_to_numpy(model(features(), training=False))
+    assert logits.shape == (4, CLASSES) and np.all(np.isfinite(logits))
+
+
+@pytest.mark.parametrize("objective", ["likelihood", "per_expert"])
+def test_gate_weights_sum_to_one_and_mix_the_expert_probabilities(objective):
+    model = mixture_classifier(objective)
+    x = features()
+    gates = keras.ops.convert_to_numpy(model.gate_weights(x))
+    assert gates.shape == (4, 2) and np.all(gates >= 0)
+    np.testing.assert_allclose(gates.sum(axis=1), 1.0, atol=1e-6)
+    image = keras.ops.convert_to_numpy(model.experts["image"](x["images"], training=False))
+    text = keras.ops.convert_to_numpy(model.experts["text"](x["token_ids"], training=False))
+    expected = gates[:, :1] * image + gates[:, 1:] * text
+    np.testing.assert_allclose(np.exp(keras.ops.convert_to_numpy(model(x))), expected, atol=1e-5)
+
+
+def test_per_expert_objective_is_the_gate_weighted_expert_losses():
+    model = compile_model(mixture_classifier("per_expert"))
+    x = features()
+    gates = keras.ops.convert_to_numpy(model.gate_weights(x))
+    per_expert = []
+    for key, inputs in (("image", x["images"]), ("text", x["token_ids"])):
+        p = keras.ops.convert_to_numpy(model.experts[key](inputs, training=False))
+        per_expert.append(-np.log(p[np.arange(4), LABELS]))
+    expected = np.mean(gates[:, 0] * per_expert[0] + gates[:, 1] * per_expert[1])
+    loss = model.evaluate(x, LABELS, verbose=0, return_dict=True)["loss"]
+    assert abs(loss - expected) < 1e-4
+
+
+def test_modality_experts_route_by_modality_inside_the_model():
+    model = moe_classifier(expert_modalities=["text", "text", "image", "image"])
+    model(features(), training=False)
+    for layer in model.backbone.moe_layers:
+        counts = keras.ops.convert_to_numpy(layer.modality_stats.counts())
+        assert counts[0, 2:].sum() == 0 and counts[1, :2].sum() == 0 and counts.sum() > 0
+
+
+def test_modality_dropout_hides_at_most_one_modality_per_example():
+    layer = ModalityDropout(0.5, seed=1)
+    modality = np.array([[1, 1, 0, 0, 0]] * 64)
+    mask = keras.ops.convert_to_numpy(layer(np.ones((64, 5)), modality, training=True))
+    image_kept, text_kept = mask[:, 0] > 0, mask[:, 2] > 0
+    assert np.all(image_kept | text_kept) and (~image_kept).any() and (~text_kept).any()
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(np.ones((64, 5)), modality)), 1.0)
+
+
+def test_backbone_analytic_parameter_count_matches_keras():
+    for kwargs in ({}, {"expert_modalities": ["text", "text", "image", "any"], "num_shared_experts": 1}, {"modalities": ["text"]},
+                   {"modalities": ["image"], "num_experts": 0}):
+        model = moe_classifier(**kwargs)
+        assert model.analytic_parameter_count()["total"] == model.backbone.count_params()
+
+
+@pytest.mark.parametrize("layer", [
+    PatchEmbedding(8, 4, 8, stem_filters=[4]),
+    ModalityDropout(0.2, seed=3),
+    MultimodalTransformerBlock(2, ModalityMoELayer(4, 8, top_k=1, expert_modalities=[0, 0, 1, 1]), dropout=0.1),
+    MultimodalGateNetwork(20, 8, 4, dropout=0.1),
+], ids=lambda layer: type(layer).__name__)
+def test_layer_configs_are_complete(layer):
+    assert_config_complete(layer)
+
+
+@pytest.mark.parametrize("form", ["limoe", "modality_experts", "mixture_per_expert"])
+def test_keras_save_load_parity(form):
+    model = FORMS[form]()
+    restored = assert_keras_round_trip(model, features(), atol=1e-6)
+    assert restored.class_names == ["a", "b", "c"]
+
+
+def tiny_preprocessor():
+    vocabulary = ["[PAD]", "[UNK]"] + WORDS + ["##s", "##e"]
+    tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=vocabulary, lowercase=True, oov_token="[UNK]")
+    return MultimodalClassifierPreprocessor(tokenizer, sequence_length=LENGTH, image_size=IMAGE)
+
+
+def raw_inputs(batch=3, size=12, channels=4):
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (batch, size, size, channels)).astype("uint8")
+    return images, np.array(["red apple", "grinning cat face", "flag: Dogs"][:batch])
+
+
+tf_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel export needs the TensorFlow backend")
+
+
+@tf_only
+@pytest.mark.parametrize("form", ["limoe", "modality_experts", "mixture_likelihood"])
+def test_saved_model_serves_raw_images_and_names_like_the_keras_model(form, tmp_path):
+    import tensorflow as tf
+
+    from keras_moe.export import export_saved_model
+
+    model = FORMS[form]()
+    model.preprocessor = tiny_preprocessor()
+    images, names = raw_inputs()
+    expected = tf.nn.softmax(model(model.preprocessor({"images": images, "names": names}), training=False)).numpy()
+    path = export_saved_model(model, str(tmp_path), "mm")
+    served = tf.saved_model.load(path).signatures
+    outputs = served["serving_default"](images=tf.constant(images), names=tf.constant(names))
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5)
+    assert [s.decode() for s in outputs["labels"].numpy()] == [["a", "b", "c"][i] for i in expected.argmax(1)]
+    if form.startswith("mixture"):
+        np.testing.assert_allclose(outputs["gate_weights"].numpy().sum(axis=1), 1.0, atol=1e-5)
+    png = tf.stack([tf.io.encode_png(tf.constant(image)) for image in images])
+    from_png = served["serve_png"](png=png, names=tf.constant(names))
+    np.testing.assert_allclose(from_png["probabilities"].numpy(), expected, atol=1e-5)  # same size: lossless round trip
+    rgb = served["serving_default"](images=tf.constant(images[..., :3]), names=tf.constant(names))
+    assert rgb["probabilities"].shape == (3, CLASSES)
+    big = served["serving_default"](images=tf.constant(np.repeat(np.repeat(images, 3, 1), 3, 2)), names=tf.constant(names))
+    assert big["probabilities"].shape == (3, CLASSES)
+
+
+@tf_only
+def test_serving_rejects_bad_inputs_with_clear_messages(tmp_path):
+    import tensorflow as tf
+
+    from keras_moe.export import export_saved_model
+
+    model = FORMS["limoe"]()
+    model.preprocessor = tiny_preprocessor()
+    serve = tf.saved_model.load(export_saved_model(model, str(tmp_path), "mm")).signatures["serving_default"]
+    images, names = raw_inputs()
+    cases = [
+        (images[..., :2], names, "3 \\(RGB\\) or 4 \\(RGBA\\) channels"),
+        (np.zeros((3, 0, 12, 4), "uint8"), names, "height and width of at least 1"),
+        (images[:2], names, "same number of examples"),
+        (images, np.array(["red", "", "cat"]), "non-empty string"),
+        (images, np.array([b"red", b"\xff\xfe", b"cat"], dtype=object), "UTF-8"),
+    ]
+    for bad_images, bad_names, message in cases:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            serve(images=tf.constant(bad_images), names=tf.constant(bad_names))
+    with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError), match="rank 4|cast|channels, shape \\[batch, height, width, channels\\]"):
+        serve(images=tf.constant(images[0]), names=tf.constant(names))
