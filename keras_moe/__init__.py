@@ -3,7 +3,7 @@
 from keras_moe import dispatch, experts, layers, losses, metrics, routing
 from keras_moe.experts import ExpertBank, FeedForward, MixtureOfModels
 from keras_moe.layers import MoELayer
-from keras_moe.losses import MixtureOfExpertsLoss
+from keras_moe.losses import MixtureOfExpertsLoss, SeparateExpertsAndGateLoss
 from keras_moe.params import count_params
 from keras_moe.routing import (
     DenseGate,

@@ -69,18 +69,28 @@ def modality_routing(model, dataset, steps=8):
 
 def gate_analysis(model, dataset, class_names=None, steps=16):
     """For a `MultimodalMixtureClassifier` with a gate: `{"expert_load": {"gate": [mean weight per
-    expert]}, "gate_weights_by_class": {class: [image, text]}}`; `{}` for other models."""
+    expert]}, "gate_weights_by_class": {class: [image, text]}, "gate_weight_spread": {"std", "p05",
+    "p95": [per expert]} (how much the weights vary from example to example: input dependence),
+    "expert_accuracy": {expert: accuracy of that expert alone}}`; `{}` for other models."""
     if getattr(model, "mixture", None) is None:
         return {}
-    weights, labels = [], []
+    from keras_moe.models.multimodal.classifiers import INPUT_OF_MODALITY
+
+    weights, labels, correct = [], [], {key: [] for key in model.modalities}
     for features, y in _batches(model, dataset, steps):
         weights.append(np.asarray(keras.ops.convert_to_numpy(model.gate_weights(features))))
         labels.append(np.asarray(y))
+        for key in model.modalities:
+            probabilities = keras.ops.convert_to_numpy(model.experts[key](features[INPUT_OF_MODALITY[key]], training=False))
+            correct[key].append(np.argmax(probabilities, axis=-1) == np.asarray(y).reshape(-1))
     weights, labels = np.concatenate(weights), np.concatenate(labels)
     names = class_names or [str(i) for i in range(int(labels.max()) + 1)]
     by_class = {names[c]: weights[labels == c].mean(axis=0).tolist() for c in range(len(names)) if np.any(labels == c)}
+    spread = {"std": weights.std(axis=0).tolist(), "p05": np.percentile(weights, 5, axis=0).tolist(),
+              "p95": np.percentile(weights, 95, axis=0).tolist()}
     return {"expert_load": {"gate": weights.mean(axis=0).tolist()}, "gate_weights_by_class": by_class,
-            "gate_experts": list(model.modalities)}
+            "gate_weight_spread": spread, "gate_experts": list(model.modalities),
+            "expert_accuracy": {key: float(np.concatenate(c).mean()) for key, c in correct.items()}}
 
 
 def plot_modality_routing(analysis, path, title):

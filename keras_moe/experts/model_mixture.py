@@ -1,4 +1,5 @@
-"""A mixture over whole Keras models as experts (Jacobs et al. 1991; Jordan & Jacobs 1994).
+"""A mixture over whole Keras models as experts (Jacobs et al. 1991; Jordan & Jacobs 1994), or
+their gated product (Hinton 2002).
 
 Axis letters: `b` batch, `e` experts, `d` output features.
 """
@@ -9,7 +10,51 @@ import keras
 from keras import ops
 
 from keras_moe import routing
-from keras_moe.utils.validation import check_positive_int
+from keras_moe.utils.validation import check_choice, check_positive_int
+
+COMBINATIONS = ("arithmetic", "geometric")
+_EPSILON = 1e-7
+
+
+def smooth_gates(gates, smoothing):
+    """`(1 - smoothing) * g + smoothing / e`: mixes the gate with the uniform distribution, so that
+    every expert keeps at least `smoothing / e` of the weight (still sums to 1 over `e`)."""
+    if not smoothing:
+        return gates
+    return (1.0 - smoothing) * gates + smoothing / ops.shape(gates)[-1]
+
+
+def drop_experts(gates, rate, seed_generator):
+    """Expert dropout: with probability `rate` per example, one expert drawn uniformly loses its weight
+    and the others are renormalised (`[b, e] -> [b, e]`, rows still sum to 1).
+
+    The combination then has to predict without that expert, so neither the gate nor the other
+    experts can rely on any single expert for every example (dropout applied to whole experts,
+    Srivastava et al. 2014; the same idea per modality is ModDrop, Neverova et al. 2016).
+    """
+    num_experts = ops.shape(gates)[-1]
+    draw = keras.random.uniform(ops.shape(gates)[:1], seed=seed_generator)  # [b]
+    dropped = ops.cast(ops.floor(keras.random.uniform(ops.shape(gates)[:1], seed=seed_generator) * num_experts), "int32")
+    keep = 1.0 - ops.one_hot(ops.minimum(dropped, num_experts - 1), num_experts) * ops.cast(draw < rate, gates.dtype)[:, None]
+    kept = gates * keep
+    return kept / ops.maximum(ops.sum(kept, axis=-1, keepdims=True), _EPSILON)
+
+
+def combine_expert_outputs(outputs, gates, combination="arithmetic"):
+    """Combines expert outputs `[b, e, d]` with gate weights `[b, e]` into `[b, d]`.
+
+    - `"arithmetic"`: `sum_e g_e y_e`, a mixture (Jacobs et al. 1991); for distributions, the mixture
+      distribution.
+    - `"geometric"`: the experts' outputs are class probabilities and the result is their gated,
+      renormalised product `p(y) ∝ prod_e p_e(y) ** g_e`, i.e. `softmax(sum_e g_e log p_e)`
+      (a product of experts, Hinton 2002; a weighted geometric-mean / logarithmic opinion pool,
+      Genest & Zidek 1986). An expert that gives a class a low probability vetoes it, so one
+      confident, wrong expert is corrected by a confident other one instead of being averaged in.
+    """
+    if combination == "arithmetic":
+        return ops.einsum("bed,be->bd", outputs, gates)
+    log_probabilities = ops.log(ops.maximum(outputs, _EPSILON))
+    return ops.softmax(ops.einsum("bed,be->bd", log_probabilities, gates), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="keras_moe")
@@ -22,8 +67,10 @@ class MixtureOfModels(keras.layers.Layer):
     default: flatten and concatenate them) feeds a router (default a `DenseGate`, softmax over all
     experts), giving per-example weights `[b, e]` that sum to 1.
 
-    Outputs `sum_e g[b, e] * expert_e(x)[b, :]`. With `return_expert_outputs=True` the layer returns
-    a dict: `"prediction"` (the mixture) and `"mixture"`, the expert outputs with the gate packed as
+    Outputs `sum_e g[b, e] * expert_e(x)[b, :]` (`combination="arithmetic"`), or, for experts that
+    output class probabilities, their gated product `softmax(sum_e g[b, e] * log expert_e(x)[b, :])`
+    (`combination="geometric"`, a product of experts; see `combine_expert_outputs`). With
+    `return_expert_outputs=True` the layer returns a dict: `"prediction"` (the mixture) and `"mixture"`, the expert outputs with the gate packed as
     one last feature, `[b, e, d + 1]`, which `MixtureOfExpertsLoss` turns into the classical
     objective `sum_e g_e * loss(y, expert_e)` (Jacobs et al. 1991, eq. 1.2).
 
@@ -34,6 +81,12 @@ class MixtureOfModels(keras.layers.Layer):
         gate_network: optional Keras layer mapping the list of inputs to gate features `[b, g]`.
         gate: router spec for the gate (name, `Router` instance or dict; default `"dense"`).
         return_expert_outputs: bool, see above.
+        combination: `"arithmetic"` (default) or `"geometric"`, see `combine_expert_outputs`.
+        gate_smoothing: float in [0, 1): the gate is mixed with the uniform distribution,
+            `(1 - s) g + s / e` (in `gate_probabilities` too), so no expert's weight falls below `s / e`.
+        expert_dropout: float in [0, 1): when training, each example loses one randomly chosen
+            expert with this probability, the other weights renormalised (`drop_experts`).
+        seed: optional int, for `expert_dropout`.
 
     Call args:
         inputs: one tensor or a list of tensors.
@@ -53,6 +106,10 @@ class MixtureOfModels(keras.layers.Layer):
         gate_network=None,
         gate="dense",
         return_expert_outputs=False,
+        combination="arithmetic",
+        gate_smoothing=0.0,
+        expert_dropout=0.0,
+        seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -72,6 +129,14 @@ class MixtureOfModels(keras.layers.Layer):
         if self.gate.kind != "token_choice" or self.gate.num_experts != num_experts:
             raise ValueError(f"`gate` must be a token-choice router over {num_experts} experts. Received: gate={gate!r}")
         self.return_expert_outputs = bool(return_expert_outputs)
+        self.combination = check_choice("combination", combination, COMBINATIONS)
+        for name, value in (("gate_smoothing", gate_smoothing), ("expert_dropout", expert_dropout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` must be a number in [0, 1). Received: {name}={value!r}")
+        self.gate_smoothing = float(gate_smoothing)
+        self.expert_dropout = float(expert_dropout)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed) if self.expert_dropout else None
 
     @property
     def num_experts(self):
@@ -92,22 +157,26 @@ class MixtureOfModels(keras.layers.Layer):
         return ops.concatenate(flat, axis=-1) if len(flat) > 1 else flat[0]
 
     def gate_probabilities(self, inputs, training=False):
-        """Per-example expert weights `[b, e]`, summing to 1."""
-        return self.gate(self.gate_features(inputs), training=training).expert_weight
+        """Per-example expert weights `[b, e]` (after `gate_smoothing`), summing to 1."""
+        return smooth_gates(self.gate(self.gate_features(inputs), training=training).expert_weight, self.gate_smoothing)
 
     def call(self, inputs, training=False):
         inputs = self._inputs(inputs)
         routing_result = self.gate(self.gate_features(inputs), training=training)
         if training and routing_result.aux_losses:
             self.add_loss(sum(routing_result.aux_losses.values()))
-        gates = routing_result.expert_weight  # [b, e]
+        gates = smooth_gates(routing_result.expert_weight, self.gate_smoothing)  # [b, e]
+        if training and self.expert_dropout:
+            gates = drop_experts(gates, self.expert_dropout, self.seed_generator)
         outputs = [expert(inputs[i], training=training) for expert, i in zip(self.experts, self.expert_inputs)]
         shapes = {tuple(o.shape[1:]) for o in outputs}
         if len(shapes) != 1:
             raise ValueError(f"Every expert must output the same shape; received output shapes {sorted(shapes)}.")
         stacked = ops.stack([ops.cast(o, "float32") for o in outputs], axis=1)  # [b, e, ...]
         flat = ops.reshape(stacked, (-1, self.num_experts, _features(stacked[:, 0])))  # [b, e, d]
-        mixed = ops.einsum("bed,be->bd", flat, gates)
+        if self.combination == "geometric" and len(stacked.shape) != 3:
+            raise ValueError(f"`combination='geometric'` needs expert outputs of shape [b, classes]; received {tuple(stacked.shape)}.")
+        mixed = combine_expert_outputs(flat, gates, self.combination)
         prediction = ops.reshape(mixed, (-1,) + tuple(stacked.shape[2:]))
         if not self.return_expert_outputs:
             return prediction
@@ -122,6 +191,10 @@ class MixtureOfModels(keras.layers.Layer):
                 "gate_network": None if self.gate_network is None else keras.saving.serialize_keras_object(self.gate_network),
                 "gate": keras.saving.serialize_keras_object(self.gate),
                 "return_expert_outputs": self.return_expert_outputs,
+                "combination": self.combination,
+                "gate_smoothing": self.gate_smoothing,
+                "expert_dropout": self.expert_dropout,
+                "seed": self.seed,
             }
         )
         return config

@@ -9,5 +9,5 @@ from keras_moe.losses.auxiliary import (
     router_entropy,
     router_z_loss,
 )
-from keras_moe.losses.mixture_loss import MixtureOfExpertsLoss
+from keras_moe.losses.mixture_loss import MixtureOfExpertsLoss, SeparateExpertsAndGateLoss
 from keras_moe.losses.limoe import global_entropy_loss, local_entropy_loss, modality_entropy_losses

@@ -46,3 +46,54 @@ class MixtureOfExpertsLoss(keras.losses.Loss):
         config = super().get_config()
         config["loss"] = keras.losses.serialize(self.loss)
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_moe")
+class SeparateExpertsAndGateLoss(keras.losses.Loss):
+    """`sum_e CE(y, p_e) + CE(y, combine(stop_gradient(p), g))`: experts and gate trained apart.
+
+    Each expert is trained on its own cross-entropy, unscaled by the gate, so its gradient is the one
+    it would get trained alone: the gate cannot starve an expert of training signal by weighting it
+    down early (the failure of `MixtureOfExpertsLoss` and of the likelihood objective when one
+    expert fits the training set faster). The gate is trained on the cross-entropy of the combined
+    prediction with the experts' outputs held fixed (`stop_gradient`), so it only learns how to
+    weight them, as the combiner of stacked generalisation (Wolpert 1992) or a late-fusion head
+    over per-modality classifiers each trained on its own loss (Wang, Tran & Feiszli 2020,
+    "What makes training multi-modal classification networks hard?").
+
+    `y_pred` is the `"mixture"` output of `MixtureOfModels(return_expert_outputs=True)`: expert
+    class probabilities `[b, e, d]` with the gate weights packed as one last feature, `[b, e, d + 1]`.
+    Labels are sparse class ids.
+
+    Args:
+        combination: `"arithmetic"` or `"geometric"`, as the mixture combines (`combine_expert_outputs`).
+
+    Example:
+    >>> loss = SeparateExpertsAndGateLoss("arithmetic")
+    >>> y_pred = np.array([[[0.5, 0.5, 0.5], [1.0, 0.0, 0.5]]], "float32")  # two experts, gates 0.5 / 0.5
+    >>> round(float(loss(np.array([0]), y_pred)), 4)  # -log 0.5 - log 1 - log 0.75
+    0.9808
+    """
+
+    def __init__(self, combination="arithmetic", name="separate_experts_and_gate_loss", **kwargs):
+        from keras_moe.experts.model_mixture import COMBINATIONS
+
+        super().__init__(name=name, **kwargs)
+        if combination not in COMBINATIONS:
+            raise ValueError(f"`combination` must be one of {list(COMBINATIONS)}. Received: combination={combination!r}")
+        self.combination = combination
+
+    def call(self, y_true, y_pred):
+        from keras_moe.experts.model_mixture import combine_expert_outputs
+
+        expert_outputs, gates = y_pred[..., :-1], y_pred[..., -1]  # [b, e, d], [b, e]
+        y_true = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        num_experts = expert_outputs.shape[1]
+        experts = sum(keras.losses.sparse_categorical_crossentropy(y_true, expert_outputs[:, i]) for i in range(num_experts))
+        combined = combine_expert_outputs(ops.stop_gradient(expert_outputs), gates, self.combination)
+        return experts + keras.losses.sparse_categorical_crossentropy(y_true, combined)
+
+    def get_config(self):
+        config = super().get_config()
+        config["combination"] = self.combination
+        return config

@@ -81,3 +81,66 @@ def test_config_round_trip_and_validation():
     bad = keras_moe.MixtureOfModels([keras.layers.Dense(2), keras.layers.Dense(3)])
     with pytest.raises(ValueError, match="same shape"):
         bad(random_tokens(2, 4))
+
+
+def test_geometric_combination_is_the_normalised_weighted_product():
+    mixture = two_modal_mixture(combination="geometric")
+    x = inputs()
+    prediction = to_numpy(mixture(x))
+    gates = to_numpy(mixture.gate_probabilities(x))
+    text, image = (to_numpy(e(x[i])) for e, i in zip(mixture.experts, (0, 1)))
+    product = text ** gates[:, :1] * image ** gates[:, 1:]
+    np.testing.assert_allclose(prediction, product / product.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+def test_gate_smoothing_keeps_every_expert_above_its_floor():
+    from keras_moe.experts.model_mixture import smooth_gates
+
+    gates = np.array([[1.0, 0.0], [0.3, 0.7]], "float32")
+    np.testing.assert_allclose(to_numpy(smooth_gates(gates, 0.5)), [[0.75, 0.25], [0.4, 0.6]], rtol=1e-6)
+    smoothed = to_numpy(two_modal_mixture(gate_smoothing=0.6).gate_probabilities(inputs()))
+    assert smoothed.min() >= 0.3 - 1e-6
+    np.testing.assert_allclose(smoothed.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_expert_dropout_drops_one_expert_per_example_and_renormalises():
+    from keras_moe.experts.model_mixture import drop_experts
+
+    gates = np.full((256, 3), 1.0 / 3.0, "float32")
+    dropped = to_numpy(drop_experts(gates, 0.5, keras.random.SeedGenerator(0)))
+    np.testing.assert_allclose(dropped.sum(axis=1), 1.0, rtol=1e-5)
+    zeros = (dropped == 0).sum(axis=1)
+    assert set(zeros.tolist()) <= {0, 1} and 0.35 < zeros.mean() < 0.65
+    np.testing.assert_allclose(dropped[zeros == 1].max(axis=1), 0.5, rtol=1e-5)
+    assert (dropped == 0).sum(axis=0).min() > 0  # every expert gets dropped sometimes
+    mixture = two_modal_mixture(expert_dropout=0.5, seed=1, return_expert_outputs=True)
+    x = inputs(64)
+    packed = to_numpy(mixture(x, training=True)["mixture"])[:, :, -1]
+    assert ((packed == 0).sum(axis=1) == 1).any() and ((packed == 0).sum(axis=1) <= 1).all()
+    np.testing.assert_allclose(packed.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(mixture(x)["mixture"])[:, :, -1], to_numpy(mixture.gate_probabilities(x)), rtol=1e-6)
+
+
+def test_separate_experts_and_gate_loss_matches_hand_computation():
+    from keras_moe.losses.mixture_loss import SeparateExpertsAndGateLoss
+
+    y_pred = np.array([[[0.7, 0.2, 0.1, 0.25], [0.1, 0.1, 0.8, 0.75]]], "float32")
+    experts = -np.log(0.7) - np.log(0.1)
+    arithmetic = experts - np.log(0.25 * 0.7 + 0.75 * 0.1)
+    product = np.array([0.7, 0.2, 0.1]) ** 0.25 * np.array([0.1, 0.1, 0.8]) ** 0.75
+    geometric = experts - np.log(product[0] / product.sum())
+    for combination, expected in (("arithmetic", arithmetic), ("geometric", geometric)):
+        loss = SeparateExpertsAndGateLoss(combination)
+        assert float(to_numpy(loss(np.array([0]), y_pred))) == pytest.approx(expected, rel=1e-5)
+        assert SeparateExpertsAndGateLoss.from_config(loss.get_config()).combination == combination
+    with pytest.raises(ValueError, match="combination"):
+        SeparateExpertsAndGateLoss("harmonic")
+
+
+def test_new_options_round_trip_and_validate():
+    clone = assert_config_complete(two_modal_mixture(combination="geometric", gate_smoothing=0.1, expert_dropout=0.2, seed=3))
+    assert (clone.combination, clone.gate_smoothing, clone.expert_dropout, clone.seed) == ("geometric", 0.1, 0.2, 3)
+    for kwargs, match in (({"combination": "harmonic"}, "combination"), ({"gate_smoothing": 1.0}, "gate_smoothing"),
+                          ({"expert_dropout": -0.1}, "expert_dropout")):
+        with pytest.raises(ValueError, match=match):
+            two_modal_mixture(**kwargs)

@@ -1,5 +1,7 @@
 """`keras-moe serve` end to end: a real server process on a free loopback port, every route, bad requests."""
 
+import base64
+import contextlib
 import json
 import os
 import socket
@@ -47,19 +49,17 @@ def local_outputs(path, texts, signature="serving_default"):
     return {k: v.numpy() for k, v in outputs.items()}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("saved_models"))
-    first = export_saved_model(tiny_classifier(seed=1), root, "fortunes")
+@contextlib.contextmanager
+def running_server(model_folder, *flags):
+    """`keras-moe serve model_folder` in its own process on a free loopback port; stopped on exit."""
     port = free_port()
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
-    log = open(os.path.join(root, "server.log"), "w")
+    log = open(os.path.join(os.path.dirname(model_folder), "server.log"), "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "keras_moe.cli.main", "serve", os.path.join(root, "fortunes"), "--port", str(port),
-         "--poll-seconds", "0.3", "--max-batch-size", "16", "--max-body-bytes", "20000"],
+        [sys.executable, "-m", "keras_moe.cli.main", "serve", model_folder, "--port", str(port), *flags],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
-    base = f"http://127.0.0.1:{port}/v1/models/fortunes"
+    base = f"http://127.0.0.1:{port}/v1/models/{os.path.basename(model_folder)}"
     try:
         deadline = time.time() + 120
         while True:
@@ -72,7 +72,7 @@ def server(tmp_path_factory):
                 log.flush()
                 raise RuntimeError("The server did not start:\n" + open(log.name).read()[-3000:])
             time.sleep(0.5)
-        yield {"base": base, "root": root, "first": first, "process": process, "port": port}
+        yield base, process, port
     finally:
         process.terminate()
         try:
@@ -81,6 +81,15 @@ def server(tmp_path_factory):
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("saved_models"))
+    first = export_saved_model(tiny_classifier(seed=1), root, "fortunes")
+    flags = ["--poll-seconds", "0.3", "--max-batch-size", "16", "--max-body-bytes", "20000"]
+    with running_server(os.path.join(root, "fortunes"), *flags) as (base, process, port):
+        yield {"base": base, "root": root, "first": first, "process": process, "port": port}
 
 
 def test_status_and_metadata(server):
@@ -171,3 +180,28 @@ def test_serve_refuses_a_folder_without_versions(tmp_path):
     result = subprocess.run([sys.executable, "-m", "keras_moe.cli.main", "serve", str(tmp_path)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "No loadable version" in result.stderr
+
+
+def test_multimodal_model_takes_uint8_images_and_b64_png_over_rest(tmp_path):
+    """The emoji classifier's signatures through the server: images as nested uint8 lists, PNGs as b64."""
+    import tensorflow as tf
+
+    from tests.models.multimodal.test_models import FORMS, raw_inputs, tiny_preprocessor
+
+    model = FORMS["mixture_separate_geometric"]()
+    model.preprocessor = tiny_preprocessor()
+    path = export_saved_model(model, str(tmp_path), "emoji")
+    images, names = raw_inputs()
+    expected = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(images), names=tf.constant(names))
+    pngs = [base64.b64encode(tf.io.encode_png(image).numpy()).decode() for image in images]
+    with running_server(os.path.dirname(path)) as (base, _, _):
+        status, rows = call(base + ":predict", {"instances": [{"images": i.tolist(), "names": n} for i, n in zip(images, names)]})
+        assert status == 200
+        np.testing.assert_allclose([p["probabilities"] for p in rows["predictions"]], expected["probabilities"].numpy(), atol=1e-5)
+        np.testing.assert_allclose([p["gate_weights"] for p in rows["predictions"]], expected["gate_weights"].numpy(), atol=1e-5)
+        status, png = call(base + ":predict", {"signature_name": "serve_png",
+                                               "inputs": {"png_bytes": [{"b64": p} for p in pngs], "names": names.tolist()}})
+        assert status == 200
+        np.testing.assert_allclose(png["outputs"]["probabilities"], expected["probabilities"].numpy(), atol=1e-5)
+        status, error = call(base + ":predict", {"instances": [{"images": images[0, :, :, :2].tolist(), "names": "x"}]})
+        assert status == 400 and "channels" in error["error"]

@@ -6,14 +6,14 @@ import keras
 import keras_hub
 from keras import ops
 
-from keras_moe.experts.model_mixture import MixtureOfModels
-from keras_moe.losses.mixture_loss import MixtureOfExpertsLoss
+from keras_moe.experts.model_mixture import COMBINATIONS, MixtureOfModels
+from keras_moe.losses.mixture_loss import MixtureOfExpertsLoss, SeparateExpertsAndGateLoss
 from keras_moe.models.multimodal.layers import IMAGE, TEXT
 from keras_moe.models.multimodal.multimodal_backbone import MultimodalMoEBackbone, multimodal_backbone_parameter_count
 from keras_moe.utils.validation import check_choice, check_positive_int
 
 INPUT_OF_MODALITY = {"image": "images", "text": "token_ids"}
-OBJECTIVES = ("likelihood", "per_expert")
+OBJECTIVES = ("likelihood", "per_expert", "separate")
 _EPSILON = 1e-7
 
 
@@ -107,16 +107,24 @@ class MultimodalMixtureClassifier(_ClassNamesMixin, keras_hub.models.Task):
     `token_ids [b, s]`) to class probabilities `[b, c]`. `gate_network` (any Keras layer taking
     `[images, token_ids]`, default `MultimodalGateNetwork`) feeds a softmax gate (`DenseGate`)
     that gives per-example expert weights `g [b, e]` (they sum to 1; `gate_weights(x)` reads them).
-    The prediction is `p(y | x) = sum_e g_e p_e(y | x)`; the model outputs its log, which works as
-    logits for `SparseCategoricalCrossentropy(from_logits=True)`.
+    The prediction is the mixture `p(y | x) = sum_e g_e p_e(y | x)` (`combination="arithmetic"`) or
+    the gated product of experts `p(y | x) ∝ prod_e p_e(y | x) ** g_e` (`combination="geometric"`,
+    Hinton 2002; `combine_expert_outputs`); the model outputs its log, which works as logits for
+    `SparseCategoricalCrossentropy(from_logits=True)`.
 
-    Objectives (Jacobs, Jordan, Nowlan & Hinton 1991):
-    - `"likelihood"`: cross-entropy of the combined output, `-log sum_e g_e p_e(y)` (their eq. 1.3
-      for classification; the experts cooperate through the gate);
+    Objectives:
+    - `"likelihood"`: cross-entropy of the combined output, e.g. `-log sum_e g_e p_e(y)` (Jacobs,
+      Jordan, Nowlan & Hinton 1991, eq. 1.3 for classification; the experts cooperate through the gate);
     - `"per_expert"`: `sum_e g_e * CE(y, p_e)` (their eq. 1.2, `MixtureOfExpertsLoss`): each expert
-      is judged on its own prediction, so experts compete for examples. It is computed from a
-      second forward pass of the mixture in `compute_loss` (the model's output stays the combined
-      log-probabilities); `compile` sets this loss whatever loss it is given.
+      is judged on its own prediction, so experts compete for examples;
+    - `"separate"`: `sum_e CE(y, p_e) + CE(y, combine(stop_gradient(p), g))`
+      (`SeparateExpertsAndGateLoss`): every expert is trained on its own cross-entropy, exactly as
+      it would be trained alone, and the gate only learns how to weight their fixed predictions.
+      When one expert fits the training set much faster (here the name expert), the first two
+      objectives let the gate hand it every example and starve the other expert; this one cannot.
+    `"per_expert"` and `"separate"` are computed from a second forward pass of the mixture in
+    `compute_loss` (the model's output stays the combined log-probabilities); `compile` sets this
+    loss whatever loss it is given.
 
     With a single expert there is no gate: the model is that expert alone (the single-modality
     baselines of the benchmark use this, so they train through the same code).
@@ -128,15 +136,21 @@ class MultimodalMixtureClassifier(_ClassNamesMixin, keras_hub.models.Task):
         gate: router spec of the gate (default `"dense"`; e.g. `{"class_name": "dense", "config":
             {"entropy_loss_weight": 0.05}}` keeps it from collapsing onto the expert that fits the
             training set best).
-        objective: `"likelihood"` or `"per_expert"`.
+        objective: `"likelihood"`, `"per_expert"` or `"separate"`.
+        combination: `"arithmetic"` (mixture) or `"geometric"` (product of experts).
+        gate_smoothing: float in [0, 1), mixes the gate with the uniform distribution (`MixtureOfModels`).
+        expert_dropout: float in [0, 1), drops one expert per example with this probability when
+            training (`MixtureOfModels`).
         image_size: int, sequence_length: int (the input shapes).
         class_names, preprocessor: as for `MultimodalMoEClassifier`.
     """
 
-    def __init__(self, experts, num_classes, gate_network=None, gate="dense", objective="likelihood", image_size=32,
-                 sequence_length=16, class_names=None, preprocessor=None, **kwargs):
+    def __init__(self, experts, num_classes, gate_network=None, gate="dense", objective="likelihood", combination="arithmetic",
+                 gate_smoothing=0.0, expert_dropout=0.0, image_size=32, sequence_length=16, class_names=None, preprocessor=None,
+                 **kwargs):
         check_positive_int("num_classes", num_classes)
         check_choice("objective", objective, OBJECTIVES)
+        check_choice("combination", combination, COMBINATIONS)
         if isinstance(experts, dict):
             experts = {key: e for key, e in experts.items() if e is not None}  # `text: null` drops an expert
         if not isinstance(experts, dict) or not experts or not set(experts) <= set(INPUT_OF_MODALITY):
@@ -145,8 +159,8 @@ class MultimodalMixtureClassifier(_ClassNamesMixin, keras_hub.models.Task):
         if isinstance(gate_network, dict):
             gate_network = keras.saving.deserialize_keras_object(gate_network)
         modalities = [m for m in ("image", "text") if m in experts]
-        if objective == "per_expert" and len(modalities) < 2:
-            raise ValueError("The 'per_expert' objective needs two experts.")
+        if objective in ("per_expert", "separate") and len(modalities) < 2:
+            raise ValueError(f"The {objective!r} objective needs two experts.")
         # === Layers ===
         self.preprocessor = preprocessor
         self.experts = experts
@@ -164,7 +178,8 @@ class MultimodalMixtureClassifier(_ClassNamesMixin, keras_hub.models.Task):
             self.gate_network = gate_network if gate_network is not None else MultimodalGateNetwork(name="gate_network")
             self.mixture = MixtureOfModels(
                 [experts["image"], experts["text"]], expert_inputs=[0, 1], gate_network=self.gate_network,
-                gate=gate, return_expert_outputs=True, name="mixture",
+                gate=gate, return_expert_outputs=True, combination=combination, gate_smoothing=gate_smoothing,
+                expert_dropout=expert_dropout, name="mixture",
             )
             probabilities = self.mixture([inputs["images"], inputs["token_ids"]])["prediction"]
         logits = ops.log(ops.cast(probabilities, "float32") + _EPSILON)
@@ -173,8 +188,11 @@ class MultimodalMixtureClassifier(_ClassNamesMixin, keras_hub.models.Task):
         self.modalities = modalities
         self.num_classes = num_classes
         self.objective = objective
+        self.combination = combination
+        self.gate_smoothing = gate_smoothing
+        self.expert_dropout = expert_dropout
         self.gate = gate
-        if objective == "per_expert":
+        if objective != "likelihood":
             self.compile()  # Task's default compile ran before `objective` was set
         self.image_size = image_size
         self.sequence_length = sequence_length
@@ -190,13 +208,15 @@ class MultimodalMixtureClassifier(_ClassNamesMixin, keras_hub.models.Task):
         return self.mixture.gate_probabilities(self._mixture_inputs(x))
 
     def compile(self, *args, **kwargs):
-        if getattr(self, "objective", None) == "per_expert":
+        objective = getattr(self, "objective", None)
+        if objective in ("per_expert", "separate"):
             args = args[:1]  # (optimizer, loss, ...) positionally: only the optimizer is kept
-            kwargs["loss"] = MixtureOfExpertsLoss("sparse_categorical_crossentropy")
+            kwargs["loss"] = (MixtureOfExpertsLoss("sparse_categorical_crossentropy") if objective == "per_expert"
+                              else SeparateExpertsAndGateLoss(self.combination))
         super().compile(*args, **kwargs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if getattr(self, "objective", None) == "per_expert" and y is not None and self.mixture is not None:
+        if getattr(self, "objective", None) in ("per_expert", "separate") and y is not None and self.mixture is not None:
             y_pred = self.mixture(self._mixture_inputs(x), training=training)["mixture"]
         return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
@@ -207,6 +227,9 @@ class MultimodalMixtureClassifier(_ClassNamesMixin, keras_hub.models.Task):
             "gate_network": None if self.gate_network is None else keras.saving.serialize_keras_object(self.gate_network),
             "gate": self.gate,
             "objective": self.objective,
+            "combination": self.combination,
+            "gate_smoothing": self.gate_smoothing,
+            "expert_dropout": self.expert_dropout,
             "image_size": self.image_size,
             "sequence_length": self.sequence_length,
             "class_names": self.class_names,

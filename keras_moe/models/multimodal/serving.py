@@ -2,7 +2,8 @@
 
 - `serving_default(images, names)`: `images` uint8 `[b, h, w, 3 | 4]` (RGB or RGBA, any size),
   `names` string `[b]`.
-- `serve_png(png, names)`: `png` string `[b]`, encoded PNG (or any format `tf.io.decode_image`
+- `serve_png(png_bytes, names)`: `png_bytes` string `[b]` (TF Serving's `_bytes` naming: binary, sent
+  as `{"b64": ...}` over REST), encoded PNG (or any format `tf.io.decode_image`
   reads: JPEG, GIF, BMP), each of any size.
 
 Both return `probabilities [b, c]` (float32), `class_ids [b]` (int32) and `labels [b]` (class names),
@@ -23,7 +24,7 @@ from keras_moe.layers.modality_moe_layer import ModalityMoELayer
 from keras_moe.models.multimodal.classifiers import MultimodalMixtureClassifier, MultimodalMoEClassifier
 
 IMAGES_SPEC = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
-PNG_SPEC = tf.TensorSpec([None], tf.string, name="png")
+PNG_SPEC = tf.TensorSpec([None], tf.string, name="png_bytes")
 NAMES_SPEC = tf.TensorSpec([None], tf.string, name="names")
 
 
@@ -132,10 +133,11 @@ def multimodal_signatures(model):
         return predict(preprocessor({"images": images, "names": names}))
 
     @tf.function(input_signature=[PNG_SPEC, NAMES_SPEC])
-    def serve_png(png, names):
+    def serve_png(png_bytes, names):
+        png = png_bytes
         names = check_names(names)
         tf.debugging.Assert(tf.equal(tf.shape(png)[0], tf.shape(names)[0]),
-                            ["`png` and `names` must hold the same number of examples; received shapes", tf.shape(png),
+                            ["`png_bytes` and `names` must hold the same number of examples; received shapes", tf.shape(png),
                              tf.shape(names)])
         images = decode_images(png, int(preprocessor.output_image_size))
         placeholder = tf.zeros(tf.stack([tf.shape(names)[0], 1, 1, 3]), tf.uint8)

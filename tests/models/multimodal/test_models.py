@@ -47,11 +47,11 @@ def moe_classifier(**kwargs):
     return MultimodalMoEClassifier(backbone(**kwargs), num_classes=CLASSES, class_names=["a", "b", "c"])
 
 
-def mixture_classifier(objective="likelihood", experts=("image", "text")):
+def mixture_classifier(objective="likelihood", experts=("image", "text"), **kwargs):
     built = {"image": image_expert(IMAGE, CLASSES, filters=(4,)), "text": text_expert(VOCABULARY, LENGTH, CLASSES, hidden_dim=4)}
     return MultimodalMixtureClassifier({k: built[k] for k in experts}, CLASSES, objective=objective, image_size=IMAGE,
                                        sequence_length=LENGTH, gate_network=MultimodalGateNetwork(VOCABULARY, 4, 4),
-                                       class_names=["a", "b", "c"])
+                                       class_names=["a", "b", "c"], **kwargs)
 
 
 FORMS = {
@@ -59,6 +59,8 @@ FORMS = {
     "modality_experts": lambda: moe_classifier(expert_modalities=["text", "text", "image", "image"], num_shared_experts=1),
     "mixture_likelihood": lambda: mixture_classifier("likelihood"),
     "mixture_per_expert": lambda: mixture_classifier("per_expert"),
+    "mixture_separate_geometric": lambda: mixture_classifier("separate", combination="geometric", gate_smoothing=0.2,
+                                                             expert_dropout=0.3),
     "image_only": lambda: moe_classifier(modalities=["image"]),
     "text_only": lambda: moe_classifier(modalities=["text"]),
     "image_expert": lambda: mixture_classifier(experts=("image",)),
@@ -95,6 +97,64 @@ def test_gate_weights_sum_to_one_and_mix_the_expert_probabilities(objective):
     text = keras.ops.convert_to_numpy(model.experts["text"](x["token_ids"], training=False))
     expected = gates[:, :1] * image + gates[:, 1:] * text
     np.testing.assert_allclose(np.exp(keras.ops.convert_to_numpy(model(x))), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.4])
+def test_geometric_combination_is_the_gated_product_of_the_experts(smoothing):
+    model = mixture_classifier("separate", combination="geometric", gate_smoothing=smoothing)
+    x = features()
+    gates = keras.ops.convert_to_numpy(model.gate_weights(x))
+    np.testing.assert_allclose(gates.sum(axis=1), 1.0, atol=1e-6)
+    assert np.all(gates >= smoothing / 2 - 1e-6)
+    image = keras.ops.convert_to_numpy(model.experts["image"](x["images"], training=False))
+    text = keras.ops.convert_to_numpy(model.experts["text"](x["token_ids"], training=False))
+    product = image ** gates[:, :1] * text ** gates[:, 1:]
+    np.testing.assert_allclose(np.exp(keras.ops.convert_to_numpy(model(x))), product / product.sum(1, keepdims=True), atol=1e-5)
+
+
+def test_separate_objective_is_each_experts_own_loss_plus_the_combined_loss():
+    model = compile_model(mixture_classifier("separate", combination="geometric"))
+    x = features()
+    gates = keras.ops.convert_to_numpy(model.gate_weights(x))
+    image = keras.ops.convert_to_numpy(model.experts["image"](x["images"], training=False))
+    text = keras.ops.convert_to_numpy(model.experts["text"](x["token_ids"], training=False))
+    combined = image ** gates[:, :1] * text ** gates[:, 1:]
+    combined /= combined.sum(1, keepdims=True)
+    rows = np.arange(4)
+    expected = np.mean(-np.log(image[rows, LABELS]) - np.log(text[rows, LABELS]) - np.log(combined[rows, LABELS]))
+    loss = model.evaluate(x, LABELS, verbose=0, return_dict=True)["loss"]
+    assert abs(loss - expected) < 1e-4
+
+
+def _deterministic_experts():
+    image = keras.Sequential([keras.Input((IMAGE, IMAGE, 3)), keras.layers.Flatten(), keras.layers.Dense(CLASSES, activation="softmax")],
+                             name="image_expert")
+    text = keras.Sequential([keras.Input((LENGTH,), dtype="int32"), keras.layers.Embedding(VOCABULARY, 4),
+                             keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(CLASSES, activation="softmax")],
+                            name="text_expert")
+    return {"image": image, "text": text}
+
+
+@pytest.mark.parametrize("combination", ["arithmetic", "geometric"])
+def test_separate_objective_trains_each_expert_exactly_as_if_alone(combination):
+    """The gate's loss reaches the experts through `stop_gradient` only: one SGD step moves every
+    expert weight as training that expert alone on its cross-entropy does."""
+    experts = _deterministic_experts()
+    alone = {key: keras.models.clone_model(model) for key, model in experts.items()}
+    for key in experts:
+        alone[key].set_weights(experts[key].get_weights())
+    model = MultimodalMixtureClassifier(experts, CLASSES, objective="separate", combination=combination, image_size=IMAGE,
+                                        sequence_length=LENGTH, gate_network=MultimodalGateNetwork(VOCABULARY, 4, 4))
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    x = features()
+    gates_before = keras.ops.convert_to_numpy(model.gate_weights(x))
+    model.fit(x, LABELS, batch_size=4, epochs=1, verbose=0)
+    for key, inputs in (("image", x["images"]), ("text", x["token_ids"])):
+        alone[key].compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+        alone[key].fit(inputs, LABELS, batch_size=4, epochs=1, verbose=0)
+        for mixed, single in zip(experts[key].get_weights(), alone[key].get_weights()):
+            np.testing.assert_allclose(mixed, single, atol=1e-5)
+    assert not np.allclose(keras.ops.convert_to_numpy(model.gate_weights(x)), gates_before)  # the gate learned
 
 
 def test_per_expert_objective_is_the_gate_weighted_expert_losses():
@@ -144,7 +204,7 @@ def test_layer_configs_are_complete(layer):
     assert_config_complete(layer)
 
 
-@pytest.mark.parametrize("form", ["limoe", "modality_experts", "mixture_per_expert"])
+@pytest.mark.parametrize("form", ["limoe", "modality_experts", "mixture_per_expert", "mixture_separate_geometric"])
 def test_keras_save_load_parity(form):
     model = FORMS[form]()
     restored = assert_keras_round_trip(model, features(), atol=1e-6)
@@ -167,7 +227,7 @@ tf_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="Sa
 
 
 @tf_only
-@pytest.mark.parametrize("form", ["limoe", "modality_experts", "mixture_likelihood"])
+@pytest.mark.parametrize("form", ["limoe", "modality_experts", "mixture_likelihood", "mixture_separate_geometric"])
 def test_saved_model_serves_raw_images_and_names_like_the_keras_model(form, tmp_path):
     import tensorflow as tf
 
@@ -185,7 +245,7 @@ def test_saved_model_serves_raw_images_and_names_like_the_keras_model(form, tmp_
     if form.startswith("mixture"):
         np.testing.assert_allclose(outputs["gate_weights"].numpy().sum(axis=1), 1.0, atol=1e-5)
     png = tf.stack([tf.io.encode_png(tf.constant(image)) for image in images])
-    from_png = served["serve_png"](png=png, names=tf.constant(names))
+    from_png = served["serve_png"](png_bytes=png, names=tf.constant(names))
     np.testing.assert_allclose(from_png["probabilities"].numpy(), expected, atol=1e-5)  # same size: lossless round trip
     rgb = served["serving_default"](images=tf.constant(images[..., :3]), names=tf.constant(names))
     assert rgb["probabilities"].shape == (3, CLASSES)
