@@ -14,3 +14,10 @@ from keras_moe.models.multimodal.preprocessor import MultimodalClassifierPreproc
 
 # Registers the serving signatures (`keras_moe.export.signatures_for`) of the classifiers above.
 from keras_moe.models.multimodal import serving  # noqa: E402,F401
+from keras_moe.models.multimodal.contrastive import (  # noqa: E402
+    ContrastiveDualEncoder,
+    contrastive_loss,
+    image_tower,
+    recall_at_k,
+    text_tower,
+)
