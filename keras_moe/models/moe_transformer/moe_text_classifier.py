@@ -4,12 +4,13 @@ import keras
 import keras_hub
 from keras import ops
 
+from keras_moe.models.class_names import ClassNamesMixin
 from keras_moe.models.moe_transformer.moe_transformer_backbone import MoETransformerBackbone
 from keras_moe.utils.validation import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_moe")
-class MoETextClassifier(keras_hub.models.Task):
+class MoETextClassifier(ClassNamesMixin, keras_hub.models.Task):
     """Classifies token sequences with an encoder `MoETransformerBackbone` (`causal=False`).
 
     Args:
@@ -46,21 +47,6 @@ class MoETextClassifier(keras_hub.models.Task):
         self.dropout = dropout
         self.activation = activation
         self.class_names = class_names
-
-    @property
-    def class_names(self):
-        return None if self._class_names is None else list(self._class_names)
-
-    @class_names.setter
-    def class_names(self, names):
-        if names is not None:
-            names = list(names)
-            if len(names) != self.num_classes or not all(isinstance(n, str) and n for n in names):
-                raise ValueError(
-                    f"`class_names` must be {self.num_classes} non-empty strings (num_classes={self.num_classes}). "
-                    f"Received: class_names={names}"
-                )
-        self._class_names = None if names is None else tuple(names)
 
     def get_config(self):
         config = super().get_config()

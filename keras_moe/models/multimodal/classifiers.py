@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_moe.experts.model_mixture import COMBINATIONS, MixtureOfModels
 from keras_moe.losses.mixture_loss import MixtureOfExpertsLoss, SeparateExpertsAndGateLoss
+from keras_moe.models.class_names import ClassNamesMixin
 from keras_moe.models.multimodal.layers import IMAGE, TEXT
 from keras_moe.models.multimodal.multimodal_backbone import MultimodalMoEBackbone, multimodal_backbone_parameter_count
 from keras_moe.utils.validation import check_choice, check_positive_int
@@ -17,32 +18,13 @@ OBJECTIVES = ("likelihood", "per_expert", "separate")
 _EPSILON = 1e-7
 
 
-class _ClassNamesMixin:
-    """`class_names`: None or `num_classes` non-empty strings (saved with the model, served as labels)."""
-
-    @property
-    def class_names(self):
-        return None if self._class_names is None else list(self._class_names)
-
-    @class_names.setter
-    def class_names(self, names):
-        if names is not None:
-            names = list(names)
-            if len(names) != self.num_classes or not all(isinstance(n, str) and n for n in names):
-                raise ValueError(
-                    f"`class_names` must be {self.num_classes} non-empty strings (num_classes={self.num_classes}). "
-                    f"Received: class_names={names}"
-                )
-        self._class_names = None if names is None else tuple(names)
-
-
 def _masked_mean(hidden, mask):
     mask = ops.cast(mask, hidden.dtype)[:, :, None]
     return ops.sum(hidden * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
 
 
 @keras.saving.register_keras_serializable(package="keras_moe")
-class MultimodalMoEClassifier(_ClassNamesMixin, keras_hub.models.Task):
+class MultimodalMoEClassifier(ClassNamesMixin, keras_hub.models.Task):
     """Classifies (image, name) pairs with a `MultimodalMoEBackbone`.
 
     Each modality's tokens are mean-pooled separately (after modality dropout), the pooled vectors
@@ -100,7 +82,7 @@ class MultimodalMoEClassifier(_ClassNamesMixin, keras_hub.models.Task):
 
 
 @keras.saving.register_keras_serializable(package="keras_moe")
-class MultimodalMixtureClassifier(_ClassNamesMixin, keras_hub.models.Task):
+class MultimodalMixtureClassifier(ClassNamesMixin, keras_hub.models.Task):
     """A mixture over whole expert models: a text model, an image model and a gate that sees both.
 
     Each expert is any Keras model that maps its modality's input (`images [b, H, W, 3]` or
