@@ -18,12 +18,13 @@ import keras
 import numpy as np
 
 from keras_moe.layers.modality_moe_layer import ModalityMoELayer
+from keras_moe.layers.search import moe_layers
 
 MODALITY_NAMES = ("text", "image")  # modality ids 0 and 1
 
 
 def modality_layers(model):
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True) if isinstance(layer, ModalityMoELayer)]
+    return moe_layers(model, ModalityMoELayer)
 
 
 def is_multimodal(model):

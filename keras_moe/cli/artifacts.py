@@ -7,6 +7,8 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_moe.layers.search import moe_layers
+
 
 def write_json_atomic(path, payload):
     directory = os.path.dirname(path) or "."
@@ -15,12 +17,6 @@ def write_json_atomic(path, payload):
         json.dump(payload, handle, indent=2, sort_keys=True, default=float)
         temporary = handle.name
     os.replace(temporary, path)
-
-
-def moe_layers(model):
-    from keras_moe.layers.moe_layer import MoELayer
-
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True) if isinstance(layer, MoELayer)]
 
 
 def expert_load(model, dataset, steps=8):

@@ -2,11 +2,7 @@
 
 import contextlib
 
-from keras_moe.layers.moe_layer import MoELayer
-
-
-def moe_layers(model):
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True) if isinstance(layer, MoELayer)]
+from keras_moe.layers.search import moe_layers
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ import tensorflow as tf
 from keras_moe.export.signatures import register_signatures
 from keras_moe.data.emoji import prepare_images
 from keras_moe.layers.modality_moe_layer import ModalityMoELayer
+from keras_moe.layers.search import moe_layers
 from keras_moe.models.multimodal.classifiers import MultimodalMixtureClassifier, MultimodalMoEClassifier
 
 IMAGES_SPEC = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
@@ -87,7 +88,7 @@ def no_metric_updates(model):
     """While tracing: MoE layers write no routing statistics (a served graph must not update metrics)."""
     from keras_moe.export.tracing import serving_trace
 
-    layers = [l for l in model._flatten_layers(include_self=False, recursive=True) if isinstance(l, ModalityMoELayer)]
+    layers = moe_layers(model, ModalityMoELayer)
     try:
         for layer in layers:
             layer.modality_stats.update_state = lambda *args, **kwargs: None
