@@ -26,9 +26,9 @@ def measure(args):
     import keras
     import tensorflow as tf
 
-    from keras_moe.cli import strategies
-    from keras_moe.cli.building import build_model
-    from keras_moe.cli.config import compose_config
+    from keras_moe.training import strategies
+    from keras_moe.training.building import build_model
+    from keras_moe.training.config import compose_config
 
     strategy = {"default": strategies.default_strategy, "mirrored": lambda: strategies.mirrored_strategy(cpu_devices=2),
                 "worker": strategies.multi_worker_mirrored_strategy}[args.mode]()

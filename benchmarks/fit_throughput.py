@@ -16,8 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 
-from keras_moe.cli.building import build_data, build_model  # noqa: E402
-from keras_moe.cli.config import compose_config  # noqa: E402
+from keras_moe.training.building import build_data, build_model  # noqa: E402
+from keras_moe.training.config import compose_config  # noqa: E402
 
 
 class StepTimer(keras.callbacks.Callback):

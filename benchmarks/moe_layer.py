@@ -82,13 +82,14 @@ def time_steps(steps, repeats, warmup=2):
 def build_layers(num_experts, args):
     from keras_hub.src.models.mixtral.mixtral_decoder import MixtralSparseMoeBlock
 
+    router = {"class_name": "top_k", "config": {"top_k": args.top_k}}
     layers = {
         "dense": keras_moe.FeedForward(args.top_k * args.intermediate_dim, activation="swiglu"),
         "capacity": keras_moe.MoELayer(
-            num_experts, args.intermediate_dim, top_k=args.top_k, dispatch="capacity",
+            num_experts, args.intermediate_dim, router=router, dispatch="capacity",
             train_capacity_factor=args.capacity_factor,
         ),
-        "dropless": keras_moe.MoELayer(num_experts, args.intermediate_dim, top_k=args.top_k, dispatch="dropless"),
+        "dropless": keras_moe.MoELayer(num_experts, args.intermediate_dim, router=router, dispatch="dropless"),
     }
     if args.keras_hub and num_experts <= args.keras_hub_max_experts:
         layers["keras_hub"] = MixtralSparseMoeBlock(args.hidden_dim, args.intermediate_dim, num_experts, top_k=args.top_k)

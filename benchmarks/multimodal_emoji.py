@@ -1,6 +1,6 @@
 """Emoji group from image + name: majority class, single-modality models and the three multimodal forms.
 
-Every model is trained by `keras-moe train`'s own code (`keras_moe.cli.train.train`) from its recipe
+Every model is trained by `keras-moe train`'s own code (`keras_moe.training.train`) from its recipe
 in `recipes/multimodal_*.yaml`, on the same stratified split (seed 0), for the same number of epochs
 (the single-modality baselines get the budget of the multimodal models). Prints one JSON line: each
 validation accuracy, the best single-modality and best multimodal accuracy, their gap in points
@@ -33,11 +33,17 @@ def retrieval(epochs=80, batch_size=128, embedding_dim=64, learning_rate=3e-3, s
     import keras
 
     from keras_moe.data.emoji import EmojiClassification
-    from keras_moe.models.multimodal import ContrastiveDualEncoder, image_tower, recall_at_k, text_tower
+    from keras_moe.models.multimodal import (
+        ContrastiveDualEncoder,
+        MultimodalClassifierPreprocessor,
+        image_tower,
+        recall_at_k,
+        text_tower,
+    )
 
     keras.utils.set_random_seed(seed)
     task = EmojiClassification(seed=seed)
-    preprocessor = task.preprocessor()
+    preprocessor = MultimodalClassifierPreprocessor(**task.preprocessor_arguments())
 
     def features(split):
         x = preprocessor({"images": split[0], "names": list(split[1])})
@@ -76,8 +82,8 @@ def main():
         print(json.dumps({"retrieval": retrieval(args.retrieval_epochs), "wall_seconds": round(time.time() - start, 1)}))
         return
 
-    from keras_moe.cli.config import compose_config
-    from keras_moe.cli.train import train
+    from keras_moe.training.config import compose_config
+    from keras_moe.training import train
 
     start = time.time()
     result, seconds, gate = {}, {}, {}

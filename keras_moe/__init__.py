@@ -1,19 +1,25 @@
-"""keras-moe: sparse Mixture-of-Experts layers and models for Keras 3."""
+"""keras-moe: sparse Mixture-of-Experts layers and models for Keras 3.
 
-from keras_moe import dispatch, experts, layers, losses, metrics, routing
+`import keras_moe` registers every layer and model class for `.keras` loading and every model
+family's serving signatures.
+"""
+
+from keras_moe import dispatch, experts, layers, losses, metrics, models, routing
 from keras_moe.experts import ExpertBank, FeedForward, MixtureOfModels
-from keras_moe.layers import MoELayer
+from keras_moe.layers import ModalityMoELayer, MoELayer
 from keras_moe.losses import MixtureOfExpertsLoss, SeparateExpertsAndGateLoss
 from keras_moe.params import count_params
 from keras_moe.routing import (
     DenseGate,
     ExpertChoiceRouter,
+    ExpertChoiceRouting,
     NoisyTopKRouter,
     Router,
-    RoutingResult,
     SigmoidRouter,
     SoftMoERouter,
+    SoftRouting,
     SwitchRouter,
+    TokenChoiceRouting,
     TopKRouter,
 )
 

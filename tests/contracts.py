@@ -30,14 +30,14 @@ def _normalise(config):
 
 
 def assert_keras_round_trip(model, inputs, atol=0.0):
-    """`.keras` save/load reproduces the outputs exactly."""
-    expected = keras.ops.convert_to_numpy(model(inputs, training=False))
+    """`.keras` save/load reproduces the outputs (a tensor or a structure of tensors) exactly."""
+    expected = keras.tree.map_structure(keras.ops.convert_to_numpy, model(inputs, training=False))
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.keras")
         model.save(path)
         restored = keras.models.load_model(path)
-    actual = keras.ops.convert_to_numpy(restored(inputs, training=False))
-    np.testing.assert_allclose(actual, expected, atol=atol, rtol=0)
+    actual = keras.tree.map_structure(keras.ops.convert_to_numpy, restored(inputs, training=False))
+    keras.tree.map_structure(lambda a, e: np.testing.assert_allclose(a, e, atol=atol, rtol=0), actual, expected)
     return restored
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from keras_moe.layers.modality_moe_layer import ModalityMoELayer
 from keras_moe.layers.search import moe_layers
+from keras_moe.models.multimodal.classifiers import INPUT_OF_MODALITY, MultimodalMixtureClassifier, MultimodalMoEClassifier
 
 MODALITY_NAMES = ("text", "image")  # modality ids 0 and 1
 
@@ -28,8 +29,6 @@ def modality_layers(model):
 
 
 def is_multimodal(model):
-    from keras_moe.models.multimodal import MultimodalMixtureClassifier, MultimodalMoEClassifier
-
     return isinstance(model, (MultimodalMoEClassifier, MultimodalMixtureClassifier))
 
 
@@ -75,8 +74,6 @@ def gate_analysis(model, dataset, class_names=None, steps=16):
     "expert_accuracy": {expert: accuracy of that expert alone}}`; `{}` for other models."""
     if getattr(model, "mixture", None) is None:
         return {}
-    from keras_moe.models.multimodal.classifiers import INPUT_OF_MODALITY
-
     weights, labels, correct = [], [], {key: [] for key in model.modalities}
     for features, y in _batches(model, dataset, steps):
         weights.append(np.asarray(keras.ops.convert_to_numpy(model.gate_weights(features))))

@@ -42,7 +42,7 @@ def parse_args(argv):
 
 def worker_commands(command, workers):
     """The argv of each worker: `strategy=multi_worker_mirrored` unless given; separate outputs."""
-    from keras_moe.cli.config import compose_config
+    from keras_moe.training.config import compose_config
 
     overrides = command[1:]
     if not any(o.startswith("strategy=") for o in overrides):

@@ -21,6 +21,8 @@ COMMANDS = ("train", "evaluate", "generate", "params", "export", "serve", "launc
 def _trained_model(cfg):
     import keras
 
+    import keras_moe  # noqa: F401 (registers the classes that the .keras file names)
+
     path = os.path.join(cfg.output_dir, "model.keras")
     if not os.path.isfile(path):
         raise SystemExit(f"No trained model at {path}: run `keras-moe train` with the same recipe first.")
@@ -31,11 +33,11 @@ def cmd_train(argv):
     """Hydra's own entry point, so that -m sweeps, output folders and --help work as usual."""
     import hydra
 
-    from keras_moe.cli.config import project_root, searchpath_override, translate_overrides
+    from keras_moe.training.config import project_root, searchpath_override, translate_overrides
 
     @hydra.main(config_path=str(project_root() / "conf"), config_name="config", version_base="1.3")
     def run(cfg):
-        from keras_moe.cli.train import train
+        from keras_moe.training import train
 
         metrics = train(cfg)
         print(json.dumps({k: metrics[k] for k in ("name", "train_seconds", "parameters", "validation")}))
@@ -45,8 +47,7 @@ def cmd_train(argv):
 
 
 def cmd_evaluate(argv):
-    from keras_moe.cli.building import build_data, build_optimizer, compile_model
-    from keras_moe.cli.config import compose_config
+    from keras_moe.training import build_data, build_optimizer, compile_model, compose_config
 
     cfg = compose_config(argv)
     model = _trained_model(cfg)
@@ -56,7 +57,7 @@ def cmd_evaluate(argv):
 
 
 def cmd_generate(argv):
-    from keras_moe.cli.config import compose_config
+    from keras_moe.training import compose_config
 
     if not argv or "=" in argv[0]:
         raise SystemExit('usage: keras-moe generate "prompt" [recipe=NAME] [key=value ...]')
@@ -68,18 +69,18 @@ def cmd_generate(argv):
 
 
 def cmd_params(argv):
-    from keras_moe.cli.building import backbone_config
-    from keras_moe.cli.config import compose_config
-    from keras_moe.models import backbone_parameter_count
+    from keras_moe.training import backbone_parameter_count, compose_config
 
-    counts = backbone_parameter_count(**backbone_config(compose_config(argv)))
+    counts = backbone_parameter_count(compose_config(argv))
+    if counts is None:
+        raise SystemExit("`keras-moe params` counts models with a backbone config (model.backbone); this model has none.")
     print(json.dumps({"total": counts["total"], "active": counts["active"],
                       "total_billions": round(counts["total"] / 1e9, 3), "active_billions": round(counts["active"] / 1e9, 3)}))
 
 
 def cmd_export(argv):
     from keras_moe.export import export_saved_model
-    from keras_moe.cli.config import compose_config
+    from keras_moe.training import compose_config
 
     cfg = compose_config(argv)
     print(export_saved_model(_trained_model(cfg), cfg.export.root, cfg.name))

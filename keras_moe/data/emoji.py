@@ -13,17 +13,21 @@ cropped to its bounding box, centred on a transparent square and resized (Lanczo
 Split: `stratified_split` (the one fortunes uses), 80/20 per group, `seed=0`: 1,496 train and 374
 validation items. Majority class (`Objects`) 0.193 on validation.
 
-Images reach the models through `prepare_images` (TensorFlow ops, also used in the serving graph):
-alpha composited on white, resized to the model's image size, scaled to [0, 1].
+The task hands over raw RGBA images, names and its name tokenizer; the models' preprocessor
+(`keras_moe.models.MultimodalClassifierPreprocessor`) turns them into model inputs.
 """
 
+import collections
 import os
 import re
 
+import keras_hub
 import numpy as np
 import tensorflow as tf
 
-from keras_moe.data.text_classification import stratified_split
+from keras_moe.data.text_classification import baselines, stratified_split
+from keras_moe.data.tokenizers import train_word_piece_tokenizer
+from keras_moe.utils.validation import check_positive_int
 
 FONT_PATH = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
 EMOJI_TEST_PATH = "/usr/share/unicode/emoji/emoji-test.txt"
@@ -100,28 +104,6 @@ def load_emoji(image_size=32, font_path=FONT_PATH, emoji_test_path=EMOJI_TEST_PA
     return images, names, groups, class_names
 
 
-def prepare_images(images, image_size):
-    """uint8 `[b, h, w, 3 | 4]` -> float32 `[b, image_size, image_size, 3]` in [0, 1] (TensorFlow ops).
-
-    RGBA is composited on white (the emoji's background is transparent); the result is resized
-    with antialiasing. Used by the data pipeline and inside the serving graph, so both agree.
-    """
-    images = tf.convert_to_tensor(images)
-    pixels = tf.cast(images, tf.float32) / 255.0
-    channels = tf.shape(pixels)[-1]
-
-    def composite():
-        alpha = pixels[..., 3:4]
-        return pixels[..., :3] * alpha + (1.0 - alpha)
-
-    rgb = tf.cond(tf.equal(channels, 4), composite, lambda: pixels[..., :3]) if pixels.shape[-1] is None else (
-        composite() if pixels.shape[-1] == 4 else pixels[..., :3]
-    )
-    if rgb.shape[1] == image_size and rgb.shape[2] == image_size:
-        return rgb
-    return tf.clip_by_value(tf.image.resize(rgb, (image_size, image_size), antialias=True), 0.0, 1.0)
-
-
 def split_emoji(images, names, groups, validation_fraction=0.2, seed=0):
     """Stratified by group: `(train, validation)`, each `(images, names, groups)`."""
     index = list(range(len(names)))
@@ -138,12 +120,6 @@ def train_name_tokenizer(names, vocabulary_size, sequence_length=None):
     (most frequent first) is added to the trained pieces, up to `vocabulary_size` entries. Words
     never seen in training still split into pieces. Tokenizes in the TensorFlow graph.
     """
-    import collections
-
-    import keras_hub
-
-    from keras_moe.data.tokenizers import train_word_piece_tokenizer
-
     base = list(train_word_piece_tokenizer(names, vocabulary_size, lowercase=True).get_vocabulary())
     counts = collections.Counter(w for name in names for w in re.findall(r"\w+|[^\w\s]", name.lower()))
     known = set(base)
@@ -157,9 +133,9 @@ class EmojiClassification:
     """Emoji group (9 classes) from the rendered image and the Unicode name: paired image + text.
 
     Elements: `({"images": uint8 [b, image_size, image_size, 4], "names": string [b]}, label int32 [b])`,
-    raw inputs; `preprocessor()` is the `MultimodalClassifierPreprocessor` that turns them into model
-    inputs (attach it to the classifier: `fit` maps it over the data and the SavedModel export
-    takes raw images and names through it). The tokenizer is trained on the training names only.
+    raw inputs. `preprocessor_arguments()` (the name tokenizer, trained on the training names only,
+    the sequence length and the image size) is what a model's preprocessor needs to turn them
+    into model inputs (`keras_moe.training.attach_preprocessor`).
 
     Args:
         image_size: int, rendered (and model) image size.
@@ -175,8 +151,6 @@ class EmojiClassification:
 
     def __init__(self, image_size=32, sequence_length=16, batch_size=32, vocabulary_size=2000, validation_fraction=0.2, seed=0,
                  font_path=FONT_PATH, emoji_test_path=EMOJI_TEST_PATH, num_classes=None):
-        from keras_moe.utils.validation import check_positive_int
-
         self.image_size = check_positive_int("image_size", image_size)
         self.sequence_length = check_positive_int("sequence_length", sequence_length)
         self.batch_size = check_positive_int("batch_size", batch_size)
@@ -196,10 +170,9 @@ class EmojiClassification:
     def num_classes(self):
         return len(self.class_names)
 
-    def preprocessor(self):
-        from keras_moe.models.multimodal.preprocessor import MultimodalClassifierPreprocessor
-
-        return MultimodalClassifierPreprocessor(self.tokenizer, sequence_length=self.sequence_length, image_size=self.image_size)
+    def preprocessor_arguments(self):
+        """What a model's preprocessor needs: the name tokenizer, the sequence length, the image size."""
+        return {"tokenizer": self.tokenizer, "sequence_length": self.sequence_length, "image_size": self.image_size}
 
     def _dataset(self, split, shuffle):
         images, names, labels = split
@@ -216,6 +189,4 @@ class EmojiClassification:
 
     def baselines(self):
         """Validation accuracy of the majority class and of naive Bayes on the names."""
-        from keras_moe.data.text_classification import baselines
-
         return baselines(self.train[1], self.train[2], self.validation[1], self.validation[2])

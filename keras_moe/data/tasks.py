@@ -72,9 +72,9 @@ class ShakespeareLanguageModeling:
 class FortunesClassification:
     """Fortune cookies by topical category (Debian `fortunes`), WordPiece tokens trained on the train split.
 
-    Elements: `(text string [b], label int32 [b])`; `preprocessor()` is the keras-hub preprocessor
-    that tokenizes them (attach it to the classifier: `fit` maps it over the data and the SavedModel
-    export takes raw strings through it).
+    Elements: `(text string [b], label int32 [b])`; `preprocessor_arguments()` (the WordPiece
+    tokenizer and the sequence length) is what a classifier's preprocessor needs to tokenize them
+    (`keras_moe.training.attach_preprocessor`).
 
     Args:
         sequence_length: int, tokens per text (longer texts are truncated).
@@ -110,11 +110,9 @@ class FortunesClassification:
     def num_classes(self):
         return len(self.class_names)
 
-    def preprocessor(self):
-        """A `MoETextClassifierPreprocessor` with this task's WordPiece tokenizer and sequence length."""
-        from keras_moe.models import MoETextClassifierPreprocessor
-
-        return MoETextClassifierPreprocessor(self.tokenizer, sequence_length=self.sequence_length)
+    def preprocessor_arguments(self):
+        """What a classifier's preprocessor needs: this task's WordPiece tokenizer and sequence length."""
+        return {"tokenizer": self.tokenizer, "sequence_length": self.sequence_length}
 
     def _dataset(self, texts, labels, shuffle):
         dataset = tf.data.Dataset.from_tensor_slices((list(texts), np.asarray(labels, dtype="int32")))

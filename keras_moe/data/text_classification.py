@@ -122,40 +122,6 @@ def stratified_split(texts, labels, validation_fraction=0.2, seed=0):
     )
 
 
-def classification_dataset(
-    texts,
-    labels,
-    tokenizer,
-    sequence_length,
-    batch_size,
-    shuffle=True,
-    seed=0,
-    drop_remainder=False,
-):
-    """A `tf.data.Dataset` of `(token_ids, labels)`: int32 `[batch, sequence_length]` and `[batch]`.
-
-    Texts are tokenized once; ids are truncated to `sequence_length` and padded with 0 at the end.
-    Shuffled with `seed` (reshuffled each epoch) when `shuffle`, then batched and prefetched.
-    """
-    for name, value in (("sequence_length", sequence_length), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(f"{name} must be a positive int; received {name}={value!r}.")
-    labels = np.asarray(labels, dtype="int32")
-    if len(texts) != len(labels) or not len(texts):
-        raise ValueError(
-            f"Need as many labels as texts, at least one; received {len(texts)} texts and "
-            f"{len(labels)} labels."
-        )
-    ids = np.zeros((len(texts), sequence_length), dtype="int32")
-    for i, row in enumerate(tokenizer(list(texts))):
-        row = np.asarray(row, dtype="int32").reshape(-1)[:sequence_length]
-        ids[i, : len(row)] = row
-    dataset = tf.data.Dataset.from_tensor_slices((ids, labels))
-    if shuffle:
-        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-
-
 def baselines(train_texts, train_labels, val_texts, val_labels):
     """Validation accuracy of two baselines: `{"majority", "naive_bayes", "naive_bayes_alpha"}`.
 

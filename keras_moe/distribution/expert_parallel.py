@@ -13,6 +13,8 @@ Each device then holds `num_experts / expert_axis_size` experts of each bank.
 
 import keras
 
+from keras_moe.utils.validation import check_positive_int
+
 # Paths of ExpertBank weights, e.g. "moe_transformer_backbone/transformer_block_0/moe/experts/in_kernel";
 # `(.*/)?` keeps `shared_experts/...` (a replicated dense FFN) out.
 EXPERT_KERNELS = r"(.*/)?experts/(in|out)_kernel"
@@ -40,13 +42,13 @@ def expert_parallel_distribution(num_experts, expert_axis_size, batch_axis_size=
     """
     _check_jax("expert_parallel")
     devices = list(devices or keras.distribution.list_devices())
-    expert_axis_size = _positive_int("expert_axis_size", expert_axis_size)
+    expert_axis_size = check_positive_int("expert_axis_size", expert_axis_size)
     if num_experts % expert_axis_size:
         raise ValueError(f"`num_experts` must be divisible by the expert axis. Received: num_experts={num_experts}, "
                          f"expert_axis_size={expert_axis_size}")
     if batch_axis_size is None:
         batch_axis_size = max(1, len(devices) // expert_axis_size)
-    batch_axis_size = _positive_int("batch_axis_size", batch_axis_size)
+    batch_axis_size = check_positive_int("batch_axis_size", batch_axis_size)
     needed = batch_axis_size * expert_axis_size
     if needed > len(devices):
         raise ValueError(f"The mesh batch_axis_size={batch_axis_size} x expert_axis_size={expert_axis_size} needs "
@@ -60,7 +62,7 @@ def data_parallel_distribution(num_devices=None, devices=None):
     _check_jax("data_parallel")
     devices = list(devices or keras.distribution.list_devices())
     if num_devices is not None:
-        num_devices = _positive_int("num_devices", num_devices)
+        num_devices = check_positive_int("num_devices", num_devices)
         if num_devices > len(devices):
             raise ValueError(f"`num_devices={num_devices}` is more than the {len(devices)} devices available: {devices}")
         devices = devices[:num_devices]
@@ -77,9 +79,3 @@ def _check_jax(name):
     if keras.backend.backend() != "jax":
         raise ValueError(f"strategy `{name}` uses Keras's distribution API and needs KERAS_BACKEND=jax. "
                          f"Received backend: {keras.backend.backend()!r}")
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
-    return value

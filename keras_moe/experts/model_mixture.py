@@ -10,9 +10,10 @@ import keras
 from keras import ops
 
 from keras_moe import routing
-from keras_moe.utils.validation import check_choice, check_positive_int
+from keras_moe.losses.combination import COMBINATIONS, combine_expert_outputs
+from keras_moe.routing.token_choice import TokenChoiceRouting
+from keras_moe.utils.validation import check_choice, check_fraction, check_positive_int
 
-COMBINATIONS = ("arithmetic", "geometric")
 _EPSILON = 1e-7
 
 
@@ -40,23 +41,6 @@ def drop_experts(gates, rate, seed_generator):
     return kept / ops.maximum(ops.sum(kept, axis=-1, keepdims=True), _EPSILON)
 
 
-def combine_expert_outputs(outputs, gates, combination="arithmetic"):
-    """Combines expert outputs `[b, e, d]` with gate weights `[b, e]` into `[b, d]`.
-
-    - `"arithmetic"`: `sum_e g_e y_e`, a mixture (Jacobs et al. 1991); for distributions, the mixture
-      distribution.
-    - `"geometric"`: the experts' outputs are class probabilities and the result is their gated,
-      renormalised product `p(y) ∝ prod_e p_e(y) ** g_e`, i.e. `softmax(sum_e g_e log p_e)`
-      (a product of experts, Hinton 2002; a weighted geometric-mean / logarithmic opinion pool,
-      Genest & Zidek 1986). An expert that gives a class a low probability vetoes it, so one
-      confident, wrong expert is corrected by a confident other one instead of being averaged in.
-    """
-    if combination == "arithmetic":
-        return ops.einsum("bed,be->bd", outputs, gates)
-    log_probabilities = ops.log(ops.maximum(outputs, _EPSILON))
-    return ops.softmax(ops.einsum("bed,be->bd", log_probabilities, gates), axis=-1)
-
-
 @keras.saving.register_keras_serializable(package="keras_moe")
 class MixtureOfModels(keras.layers.Layer):
     """Weights the predictions of arbitrary expert models by a gating network.
@@ -70,9 +54,10 @@ class MixtureOfModels(keras.layers.Layer):
     Outputs `sum_e g[b, e] * expert_e(x)[b, :]` (`combination="arithmetic"`), or, for experts that
     output class probabilities, their gated product `softmax(sum_e g[b, e] * log expert_e(x)[b, :])`
     (`combination="geometric"`, a product of experts; see `combine_expert_outputs`). With
-    `return_expert_outputs=True` the layer returns a dict: `"prediction"` (the mixture) and `"mixture"`, the expert outputs with the gate packed as
-    one last feature, `[b, e, d + 1]`, which `MixtureOfExpertsLoss` turns into the classical
-    objective `sum_e g_e * loss(y, expert_e)` (Jacobs et al. 1991, eq. 1.2).
+    `return_expert_outputs=True` the layer returns a dict: `"prediction"` (the mixture),
+    `"expert_outputs" [b, e, d]` and `"gate_weights" [b, e]`, from which the classical objective
+    `sum_e g_e * loss(y, expert_e)` (Jacobs et al. 1991, eq. 1.2; `MixtureOfExpertsLoss` on
+    `pack_mixture(expert_outputs, gate_weights)`) is computed without a second forward pass.
 
     Args:
         experts: list of Keras layers/models.
@@ -92,11 +77,14 @@ class MixtureOfModels(keras.layers.Layer):
         inputs: one tensor or a list of tensors.
 
     Example:
-    >>> text = keras.Sequential([keras.layers.Dense(3, activation="softmax")])
-    >>> image = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
-    >>> mixture = MixtureOfModels([text, image], expert_inputs=[0, 1])
-    >>> mixture([np.ones((2, 5), "float32"), np.ones((2, 4, 4), "float32")]).shape
-    TensorShape([2, 3])
+
+    ```python
+    text = keras.Sequential([keras.layers.Dense(3, activation="softmax")])
+    image = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    mixture = keras_moe.experts.MixtureOfModels([text, image], expert_inputs=[0, 1])
+    prediction = mixture([np.ones((2, 5), "float32"), np.ones((2, 4, 4), "float32")])
+    assert tuple(prediction.shape) == (2, 3)
+    ```
     """
 
     def __init__(
@@ -126,15 +114,12 @@ class MixtureOfModels(keras.layers.Layer):
         self.expert_inputs = [check_positive_int("expert_inputs", i, allow_zero=True) for i in expert_inputs]
         self.gate_network = None if gate_network is None else _as_layer(gate_network, "gate_network")
         self.gate = gate if isinstance(gate, routing.Router) else routing.get(gate, num_experts=num_experts)
-        if self.gate.kind != "token_choice" or self.gate.num_experts != num_experts:
+        if self.gate.routing_type is not TokenChoiceRouting or self.gate.num_experts != num_experts:
             raise ValueError(f"`gate` must be a token-choice router over {num_experts} experts. Received: gate={gate!r}")
         self.return_expert_outputs = bool(return_expert_outputs)
         self.combination = check_choice("combination", combination, COMBINATIONS)
-        for name, value in (("gate_smoothing", gate_smoothing), ("expert_dropout", expert_dropout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ValueError(f"`{name}` must be a number in [0, 1). Received: {name}={value!r}")
-        self.gate_smoothing = float(gate_smoothing)
-        self.expert_dropout = float(expert_dropout)
+        self.gate_smoothing = check_fraction("gate_smoothing", gate_smoothing)
+        self.expert_dropout = check_fraction("expert_dropout", expert_dropout)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if self.expert_dropout else None
 
@@ -162,10 +147,10 @@ class MixtureOfModels(keras.layers.Layer):
 
     def call(self, inputs, training=False):
         inputs = self._inputs(inputs)
-        routing_result = self.gate(self.gate_features(inputs), training=training)
-        if training and routing_result.aux_losses:
-            self.add_loss(sum(routing_result.aux_losses.values()))
-        gates = smooth_gates(routing_result.expert_weight, self.gate_smoothing)  # [b, e]
+        routing = self.gate(self.gate_features(inputs), training=training)
+        if training and routing.aux_losses:
+            self.add_loss(sum(routing.aux_losses.values()))
+        gates = smooth_gates(routing.expert_weight, self.gate_smoothing)  # [b, e]
         if training and self.expert_dropout:
             gates = drop_experts(gates, self.expert_dropout, self.seed_generator)
         outputs = [expert(inputs[i], training=training) for expert, i in zip(self.experts, self.expert_inputs)]
@@ -180,7 +165,7 @@ class MixtureOfModels(keras.layers.Layer):
         prediction = ops.reshape(mixed, (-1,) + tuple(stacked.shape[2:]))
         if not self.return_expert_outputs:
             return prediction
-        return {"prediction": prediction, "mixture": ops.concatenate([flat, gates[:, :, None]], axis=-1)}
+        return {"prediction": prediction, "expert_outputs": flat, "gate_weights": gates}
 
     def get_config(self):
         config = super().get_config()

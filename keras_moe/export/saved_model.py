@@ -4,7 +4,8 @@
     # -> saved_models/shakespeare_moe/3/ with saved_model.pb, variables/, assets/
 
 The SavedModel holds the signatures that `keras_moe.export.signatures_for(model)` builds (raw
-inputs; `serving_default` always), tagged `serve`, written with Keras's `ExportArchive`. The export
+inputs; `serving_default` always; each model family registers its own next to the model, e.g.
+`keras_moe/models/moe_transformer/serving.py`), tagged `serve`, written with Keras's `ExportArchive`. The export
 goes to a hidden folder beside the versions and becomes visible with one `os.rename`, so a server
 polling the folder never sees a half-written version.
 """
@@ -15,8 +16,6 @@ import tempfile
 
 import keras
 
-# Importing registers the built-in signature builders.
-from keras_moe.export import text_signatures  # noqa: F401
 from keras_moe.export.signatures import signatures_for
 from keras_moe.utils.validation import check_positive_int
 

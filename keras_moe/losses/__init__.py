@@ -9,5 +9,6 @@ from keras_moe.losses.auxiliary import (
     router_entropy,
     router_z_loss,
 )
-from keras_moe.losses.mixture_loss import MixtureOfExpertsLoss, SeparateExpertsAndGateLoss
+from keras_moe.losses.combination import COMBINATIONS, combine_expert_outputs
+from keras_moe.losses.mixture_loss import MixtureOfExpertsLoss, SeparateExpertsAndGateLoss, pack_mixture
 from keras_moe.losses.limoe import global_entropy_loss, local_entropy_loss, modality_entropy_losses

@@ -52,24 +52,43 @@ def expert_assignment_fraction(expert_index, num_experts, mask=None):
     return counts / ops.maximum(ops.sum(counts), 1.0)
 
 
-def load_balancing_loss(router_probs, expert_index, mask=None):
+def load_balancing_loss(router_probs, expert_index, mask=None, groups=None):
     """Switch Transformer / GShard load-balancing loss: `e * sum_e f_e * P_e`.
 
     `f_e` is the fraction of token assignments routed to expert `e` and `P_e` the mean router
     probability of `e`. Equals 1.0 under perfectly uniform routing (Fedus et al. 2021, eq. 4;
     Lepikhin et al. 2020, GShard).
 
+    With `groups` (a `keras_moe.routing.TokenGroups`: tokens in groups, e.g. modalities, that may
+    each use only some experts), the loss balances each group over its own experts and averages
+    the groups: `mean_m n_m * sum_{e usable by m} f_{m,e} P_{m,e}`, with `f` and `P` taken over
+    group `m`'s tokens and `n_m` its number of usable experts. The global loss cannot be balanced
+    when the groups have different token counts and disjoint experts.
+
     Args:
         router_probs: float `[t, e]` softmax probabilities.
         expert_index: int `[t, k]` chosen experts.
         mask: optional `[t]`.
+        groups: optional `TokenGroups` (`ids [t]`, `allowed [m, e]`).
     """
     router_probs = ops.cast(router_probs, "float32")
     num_experts = ops.shape(router_probs)[-1]
     mask_t = _token_mask(mask, ops.shape(router_probs)[0])
-    fraction = expert_assignment_fraction(expert_index, num_experts, mask_t)
-    mean_prob = _masked_mean(router_probs, mask_t)
-    return ops.cast(num_experts, "float32") * ops.sum(fraction * mean_prob)
+    if groups is None:
+        fraction = expert_assignment_fraction(expert_index, num_experts, mask_t)
+        mean_prob = _masked_mean(router_probs, mask_t)
+        return ops.cast(num_experts, "float32") * ops.sum(fraction * mean_prob)
+    allowed = ops.cast(groups.allowed, "float32")  # [m, e]
+    num_groups = allowed.shape[0]
+    routed = ops.sum(ops.one_hot(expert_index, num_experts, dtype="float32"), axis=1)  # [t, e]
+    member = ops.one_hot(ops.cast(groups.ids, "int32"), num_groups, dtype="float32") * mask_t[:, None]  # [t, m]
+    counts = cross_replica_sum(ops.einsum("tm,te->me", member, routed))
+    prob_sums = cross_replica_sum(ops.einsum("tm,te->me", member, router_probs))
+    tokens = cross_replica_sum(ops.sum(member, axis=0))  # [m]
+    fraction = counts / ops.maximum(ops.sum(counts, axis=1, keepdims=True), 1.0)
+    mean_prob = prob_sums / ops.maximum(tokens[:, None], 1.0)
+    per_group = ops.sum(allowed, axis=1) * ops.sum(fraction * mean_prob * allowed, axis=1)
+    return ops.mean(per_group)
 
 
 def coefficient_of_variation_squared(values):

@@ -3,25 +3,34 @@
 import keras
 from keras import ops
 
+from keras_moe.losses.combination import COMBINATIONS, combine_expert_outputs
+
+
+def pack_mixture(expert_outputs, gate_weights):
+    """Expert outputs `[b, e, d]` and gate weights `[b, e]` as one tensor `[b, e, d + 1]`: the
+    `y_pred` of the mixture losses below (a Keras loss takes one prediction tensor)."""
+    return ops.concatenate([ops.cast(expert_outputs, "float32"), ops.cast(gate_weights, "float32")[:, :, None]], axis=-1)
+
 
 @keras.saving.register_keras_serializable(package="keras_moe")
 class MixtureOfExpertsLoss(keras.losses.Loss):
     """`sum_e g_e * loss(y_true, expert_e)`: each expert is judged on its own prediction.
 
     Unlike a loss on the gated sum, this makes experts compete for examples instead of cooperating,
-    which is what lets them specialise (Jacobs et al. 1991). `y_pred` is the `"mixture"` output of
-    `MixtureOfModels(return_expert_outputs=True)`: expert outputs `[b, e, d]` with the gate weights
-    packed as one last feature, `[b, e, d + 1]`.
+    which is what lets them specialise (Jacobs et al. 1991). `y_pred` is `pack_mixture(expert
+    outputs [b, e, d], gate weights [b, e])`: the gate weights as one last feature, `[b, e, d + 1]`.
 
     Args:
         loss: the per-expert loss, any Keras loss identifier (e.g. `"sparse_categorical_crossentropy"`,
             `"mse"`); it must return one value per example.
 
     Example:
-    >>> loss = MixtureOfExpertsLoss("mse")
-    >>> y_pred = np.array([[[1.0, 0.5], [3.0, 0.5]]], "float32")  # experts predict 1 and 3, equal gates
-    >>> float(loss(np.array([[1.0]], "float32"), y_pred))  # 0.5 * 0 + 0.5 * 4
-    2.0
+
+    ```python
+    loss = keras_moe.losses.MixtureOfExpertsLoss("mse")
+    y_pred = keras_moe.losses.pack_mixture(np.array([[[1.0], [3.0]]]), np.array([[0.5, 0.5]]))  # experts: 1 and 3
+    assert abs(float(loss(np.array([[1.0]], "float32"), y_pred)) - 2.0) < 1e-6  # 0.5 * 0 + 0.5 * 4
+    ```
     """
 
     def __init__(self, loss="sparse_categorical_crossentropy", name="mixture_of_experts_loss", **kwargs):
@@ -61,31 +70,28 @@ class SeparateExpertsAndGateLoss(keras.losses.Loss):
     over per-modality classifiers each trained on its own loss (Wang, Tran & Feiszli 2020,
     "What makes training multi-modal classification networks hard?").
 
-    `y_pred` is the `"mixture"` output of `MixtureOfModels(return_expert_outputs=True)`: expert
-    class probabilities `[b, e, d]` with the gate weights packed as one last feature, `[b, e, d + 1]`.
+    `y_pred` is `pack_mixture(expert class probabilities [b, e, d], gate weights [b, e])`, `[b, e, d + 1]`.
     Labels are sparse class ids.
 
     Args:
         combination: `"arithmetic"` or `"geometric"`, as the mixture combines (`combine_expert_outputs`).
 
     Example:
-    >>> loss = SeparateExpertsAndGateLoss("arithmetic")
-    >>> y_pred = np.array([[[0.5, 0.5, 0.5], [1.0, 0.0, 0.5]]], "float32")  # two experts, gates 0.5 / 0.5
-    >>> round(float(loss(np.array([0]), y_pred)), 4)  # -log 0.5 - log 1 - log 0.75
-    0.9808
+
+    ```python
+    loss = keras_moe.losses.SeparateExpertsAndGateLoss("arithmetic")
+    y_pred = keras_moe.losses.pack_mixture(np.array([[[0.5, 0.5], [1.0, 0.0]]]), np.array([[0.5, 0.5]]))
+    assert abs(float(loss(np.array([0]), y_pred)) - 0.9808) < 1e-4  # -log 0.5 - log 1 - log 0.75
+    ```
     """
 
     def __init__(self, combination="arithmetic", name="separate_experts_and_gate_loss", **kwargs):
-        from keras_moe.experts.model_mixture import COMBINATIONS
-
         super().__init__(name=name, **kwargs)
         if combination not in COMBINATIONS:
             raise ValueError(f"`combination` must be one of {list(COMBINATIONS)}. Received: combination={combination!r}")
         self.combination = combination
 
     def call(self, y_true, y_pred):
-        from keras_moe.experts.model_mixture import combine_expert_outputs
-
         expert_outputs, gates = y_pred[..., :-1], y_pred[..., -1]  # [b, e, d], [b, e]
         y_true = ops.reshape(ops.cast(y_true, "int32"), (-1,))
         num_experts = expert_outputs.shape[1]

@@ -1,1 +1,2 @@
+from keras_moe.metrics.modality_routing_stats import ModalityRoutingStats
 from keras_moe.metrics.routing_stats import RoutingStats

@@ -1,7 +1,6 @@
 """Models built from keras-moe layers: backbones and task models (keras-hub style)."""
 
 from keras_moe.models.moe_transformer import (
-    backbone_parameter_count,
     CachedGroupedQueryAttention,
     MoECausalLM,
     MoECausalLMPreprocessor,

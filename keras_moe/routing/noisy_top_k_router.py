@@ -6,13 +6,15 @@ import keras
 from keras import ops
 
 from keras_moe.losses import auxiliary
-from keras_moe.routing.router import Router
-from keras_moe.routing.routing_result import RoutingResult
+from keras_moe.routing.registry import register_router
+from keras_moe.routing.router import TokenChoiceRouter
+from keras_moe.routing.token_choice import TokenChoiceRouting
 from keras_moe.utils.validation import check_non_negative_float
 
 
+@register_router("noisy_top_k")
 @keras.saving.register_keras_serializable(package="keras_moe")
-class NoisyTopKRouter(Router):
+class NoisyTopKRouter(TokenChoiceRouter):
     """Noisy top-k gating with a learned, per-token noise scale and the importance and load losses.
 
     `H(x) = x W_g + N(0, 1) * softplus(x W_noise)` (noise only when training);
@@ -26,12 +28,15 @@ class NoisyTopKRouter(Router):
         importance_loss_weight: float, `w_importance` (paper: 0.1).
         load_loss_weight: float, `w_load` (paper: 0.1).
         noise_epsilon: float added to the noise scale for stability.
-        router_z_loss_weight, jitter_noise, kernel_initializer, seed: see `Router`.
+        router_z_loss_weight, jitter_noise, use_bias, kernel_initializer, seed: see `Router`.
 
     Example:
-    >>> router = NoisyTopKRouter(num_experts=4, top_k=2)
-    >>> router(np.random.rand(6, 8).astype("float32"), training=True).expert_index.shape
-    TensorShape([6, 2])
+
+    ```python
+    router = keras_moe.routing.NoisyTopKRouter(num_experts=4, top_k=2)
+    routing = router(np.random.rand(6, 8).astype("float32"), training=True)
+    assert tuple(routing.expert_index.shape) == (6, 2)
+    ```
     """
 
     aux_loss_names = ("importance_loss", "load_loss", "router_z_loss")
@@ -45,6 +50,7 @@ class NoisyTopKRouter(Router):
         noise_epsilon=1e-2,
         router_z_loss_weight=0.0,
         jitter_noise=0.0,
+        use_bias=False,
         kernel_initializer=None,
         seed=None,
         **kwargs,
@@ -54,6 +60,7 @@ class NoisyTopKRouter(Router):
             top_k=top_k,
             jitter_noise=jitter_noise,
             router_z_loss_weight=router_z_loss_weight,
+            use_bias=use_bias,
             kernel_initializer=kernel_initializer,
             seed=seed,
             **kwargs,
@@ -68,7 +75,7 @@ class NoisyTopKRouter(Router):
         self.noise_epsilon = check_non_negative_float("noise_epsilon", noise_epsilon)
 
     def parameter_count(self, hidden_dim):
-        return 2 * hidden_dim * self.num_experts
+        return super().parameter_count(hidden_dim) + hidden_dim * self.num_experts  # + the noise kernel
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -76,7 +83,7 @@ class NoisyTopKRouter(Router):
             name="noise_kernel", shape=(input_shape[-1], self.num_experts), initializer="zeros"
         )
 
-    def route(self, tokens, clean_logits, mask, training):
+    def route(self, tokens, clean_logits, mask, training, groups=None):
         noise_std = ops.softplus(ops.matmul(ops.cast(tokens, "float32"), self.noise_kernel)) + self.noise_epsilon
         if training:
             noise = keras.random.normal(ops.shape(clean_logits), seed=self.seed_generator)
@@ -102,13 +109,7 @@ class NoisyTopKRouter(Router):
             prob_if_out = normal_cdf((clean_logits - threshold_if_out) / noise_std)
             load_probability = ops.where(is_in, prob_if_in, prob_if_out)
             aux["load_loss"] = self.load_loss_weight * auxiliary.load_loss(load_probability, mask)
-        return RoutingResult(
-            kind="token_choice",
-            router_probs=ops.softmax(logits, axis=-1),
-            expert_index=index,
-            expert_weight=weight,
-            aux_losses=aux,
-        )
+        return TokenChoiceRouting(clean_logits, ops.softmax(logits, axis=-1), index, weight, aux)
 
     def get_config(self):
         config = super().get_config()

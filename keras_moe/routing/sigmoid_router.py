@@ -4,13 +4,15 @@ import keras
 from keras import ops
 
 from keras_moe.losses import auxiliary
-from keras_moe.routing.router import Router
-from keras_moe.routing.routing_result import RoutingResult
+from keras_moe.routing.registry import register_router
+from keras_moe.routing.router import TokenChoiceRouter
+from keras_moe.routing.token_choice import TokenChoiceRouting
 from keras_moe.utils.validation import check_non_negative_float, check_positive_float
 
 
+@register_router("sigmoid")
 @keras.saving.register_keras_serializable(package="keras_moe")
-class SigmoidRouter(Router):
+class SigmoidRouter(TokenChoiceRouter):
     """Sigmoid affinities; a per-expert bias steers selection only and is updated from the load.
 
     `s = sigmoid(X W)`; each token picks `top_k(s + bias)`; its combine weights are the chosen
@@ -25,12 +27,15 @@ class SigmoidRouter(Router):
         routed_scaling_factor: float, scale of the normalised combine weights.
         load_balancing_loss_weight: float, weight of the optional complementary balance loss
             (computed on the normalised sigmoid affinities; DeepSeek-V3 uses a tiny `alpha`).
-        router_z_loss_weight, jitter_noise, kernel_initializer, seed: see `Router`.
+        router_z_loss_weight, jitter_noise, use_bias, kernel_initializer, seed: see `Router`.
 
     Example:
-    >>> router = SigmoidRouter(num_experts=4, top_k=2)
-    >>> router(np.random.rand(6, 8).astype("float32"), training=True).expert_weight.shape
-    TensorShape([6, 2])
+
+    ```python
+    router = keras_moe.routing.SigmoidRouter(num_experts=4, top_k=2)
+    routing = router(np.random.rand(6, 8).astype("float32"), training=True)
+    assert tuple(routing.expert_weight.shape) == (6, 2)
+    ```
     """
 
     aux_loss_names = ("load_balancing_loss", "router_z_loss")
@@ -44,6 +49,7 @@ class SigmoidRouter(Router):
         load_balancing_loss_weight=0.0,
         router_z_loss_weight=0.0,
         jitter_noise=0.0,
+        use_bias=False,
         kernel_initializer=None,
         seed=None,
         **kwargs,
@@ -53,6 +59,7 @@ class SigmoidRouter(Router):
             top_k=top_k,
             jitter_noise=jitter_noise,
             router_z_loss_weight=router_z_loss_weight,
+            use_bias=use_bias,
             kernel_initializer=kernel_initializer,
             seed=seed,
             **kwargs,
@@ -72,7 +79,7 @@ class SigmoidRouter(Router):
             name="expert_bias", shape=(self.num_experts,), initializer="zeros", trainable=False
         )
 
-    def route(self, tokens, logits, mask, training):
+    def route(self, tokens, logits, mask, training, groups=None):
         scores = ops.sigmoid(logits)  # [t, e]
         _, index = ops.top_k(scores + ops.stop_gradient(self.expert_bias), self.top_k)
         index = ops.cast(index, "int32")
@@ -88,11 +95,9 @@ class SigmoidRouter(Router):
         aux = {}
         if self.load_balancing_loss_weight > 0:
             aux["load_balancing_loss"] = self.load_balancing_loss_weight * auxiliary.load_balancing_loss(
-                probs, index, mask
+                probs, index, mask, groups
             )
-        return RoutingResult(
-            kind="token_choice", router_probs=probs, expert_index=index, expert_weight=weight, aux_losses=aux
-        )
+        return TokenChoiceRouting(logits, probs, index, weight, aux)
 
     def get_config(self):
         config = super().get_config()

@@ -2,9 +2,11 @@
 
 import keras
 
+from keras_moe.routing.registry import register_router
 from keras_moe.routing.top_k_router import TopKRouter
 
 
+@register_router("switch")
 @keras.saving.register_keras_serializable(package="keras_moe")
 class SwitchRouter(TopKRouter):
     """Each token goes to its single most probable expert, scaled by that expert's probability.
@@ -16,12 +18,14 @@ class SwitchRouter(TopKRouter):
     Args:
         num_experts: int `e`.
         load_balancing_loss_weight: float, Switch's auxiliary loss weight (paper: 0.01).
-        router_z_loss_weight, jitter_noise, kernel_initializer, seed: see `Router`.
+        router_z_loss_weight, jitter_noise, use_bias, kernel_initializer, seed: see `Router`.
 
     Example:
-    >>> router = SwitchRouter(num_experts=4)
-    >>> router(np.random.rand(6, 8).astype("float32")).expert_index.shape
-    TensorShape([6, 1])
+
+    ```python
+    router = keras_moe.routing.SwitchRouter(num_experts=4)
+    assert tuple(router(np.random.rand(6, 8).astype("float32")).expert_index.shape) == (6, 1)
+    ```
     """
 
     def __init__(
@@ -30,14 +34,18 @@ class SwitchRouter(TopKRouter):
         load_balancing_loss_weight=0.01,
         router_z_loss_weight=0.0,
         jitter_noise=0.0,
+        use_bias=False,
         kernel_initializer=None,
         seed=None,
         **kwargs,
     ):
-        top_k = kwargs.pop("top_k", 1)
-        if top_k != 1:
-            raise ValueError(f"`SwitchRouter` sends each token to one expert; use `TopKRouter` for top_k > 1. Received: top_k={top_k!r}")
-        kwargs.pop("normalize_top_k", None)
+        for fixed, value in (("top_k", 1), ("normalize_top_k", False)):
+            given = kwargs.pop(fixed, value)
+            if given != value or type(given) is not type(value):
+                raise ValueError(
+                    f"`SwitchRouter` fixes {fixed}={value!r} (one expert per token, weighted by its "
+                    f"probability); use `TopKRouter` otherwise. Received: {fixed}={given!r}"
+                )
         super().__init__(
             num_experts=num_experts,
             top_k=1,
@@ -45,6 +53,7 @@ class SwitchRouter(TopKRouter):
             load_balancing_loss_weight=load_balancing_loss_weight,
             router_z_loss_weight=router_z_loss_weight,
             jitter_noise=jitter_noise,
+            use_bias=use_bias,
             kernel_initializer=kernel_initializer,
             seed=seed,
             **kwargs,

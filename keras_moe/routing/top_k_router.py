@@ -4,31 +4,36 @@ import keras
 from keras import ops
 
 from keras_moe.losses import auxiliary
-from keras_moe.routing.router import Router
-from keras_moe.routing.routing_result import RoutingResult
+from keras_moe.routing.registry import register_router
+from keras_moe.routing.router import TokenChoiceRouter
+from keras_moe.routing.token_choice import TokenChoiceRouting, top_k_choices
 from keras_moe.utils.validation import check_non_negative_float
 
 
+@register_router("top_k")
 @keras.saving.register_keras_serializable(package="keras_moe")
-class TopKRouter(Router):
+class TopKRouter(TokenChoiceRouter):
     """Each token picks its `top_k` most probable experts under a softmax router.
 
     Combine weights are the softmax probabilities of the chosen experts, renormalised to sum to 1
-    when `normalize_top_k=True` (Mixtral) or left as they are (Switch, GShard). With `top_k=1`
-    the weight stays the probability either way: a constant 1 would give the router no gradient.
+    with `normalize_top_k=True` when `top_k > 1` (Mixtral), at every `top_k` with `"always"`
+    (Mixtral's and Qwen's `norm_topk_prob`: weight exactly 1 at `top_k = 1`, so the router learns
+    only from its auxiliary losses), or left as they are with `False` (Switch, GShard).
 
     Args:
         num_experts: int `e`.
         top_k: int, experts per token.
-        normalize_top_k: bool, renormalise the chosen probabilities to sum to 1.
+        normalize_top_k: `True`, `False` or `"always"`, see above.
         load_balancing_loss_weight: float, weight of the Switch/GShard load-balancing loss.
-        router_z_loss_weight, jitter_noise, kernel_initializer, seed: see `Router`.
+        router_z_loss_weight, jitter_noise, use_bias, kernel_initializer, seed: see `Router`.
 
     Example:
-    >>> router = TopKRouter(num_experts=4, top_k=2)
-    >>> result = router(np.random.rand(6, 8).astype("float32"))
-    >>> result.expert_index.shape, result.expert_weight.shape
-    (TensorShape([6, 2]), TensorShape([6, 2]))
+
+    ```python
+    router = keras_moe.routing.TopKRouter(num_experts=4, top_k=2)
+    routing = router(np.random.rand(6, 8).astype("float32"))
+    assert tuple(routing.expert_index.shape) == (6, 2)
+    ```
     """
 
     aux_loss_names = ("load_balancing_loss", "router_z_loss")
@@ -41,6 +46,7 @@ class TopKRouter(Router):
         load_balancing_loss_weight=0.01,
         router_z_loss_weight=0.001,
         jitter_noise=0.0,
+        use_bias=False,
         kernel_initializer=None,
         seed=None,
         **kwargs,
@@ -50,36 +56,27 @@ class TopKRouter(Router):
             top_k=top_k,
             jitter_noise=jitter_noise,
             router_z_loss_weight=router_z_loss_weight,
+            use_bias=use_bias,
             kernel_initializer=kernel_initializer,
             seed=seed,
             **kwargs,
         )
-        if not isinstance(normalize_top_k, bool):
-            raise ValueError(f"`normalize_top_k` must be a bool. Received: normalize_top_k={normalize_top_k!r}")
+        if not (isinstance(normalize_top_k, bool) or normalize_top_k == "always"):
+            raise ValueError(f"`normalize_top_k` must be True, False or 'always'. Received: normalize_top_k={normalize_top_k!r}")
         self.normalize_top_k = normalize_top_k
         self.load_balancing_loss_weight = check_non_negative_float(
             "load_balancing_loss_weight", load_balancing_loss_weight
         )
 
-    def route(self, tokens, logits, mask, training):
+    def route(self, tokens, logits, mask, training, groups=None):
         probs = ops.softmax(logits, axis=-1)  # [t, e]
-        weight, index = ops.top_k(probs, self.top_k)  # [t, k]
-        if self.normalize_top_k and self.top_k > 1:
-            weight = weight / ops.sum(weight, axis=-1, keepdims=True)
-        if mask is not None:
-            weight = weight * mask[:, None]
+        index, weight = top_k_choices(probs, self.top_k, self.normalize_top_k, mask)
         aux = {}
         if self.load_balancing_loss_weight > 0:
             aux["load_balancing_loss"] = self.load_balancing_loss_weight * auxiliary.load_balancing_loss(
-                probs, index, mask
+                probs, index, mask, groups
             )
-        return RoutingResult(
-            kind="token_choice",
-            router_probs=probs,
-            expert_index=ops.cast(index, "int32"),
-            expert_weight=weight,
-            aux_losses=aux,
-        )
+        return TokenChoiceRouting(logits, probs, index, weight, aux)
 
     def get_config(self):
         config = super().get_config()

@@ -41,3 +41,19 @@ def check_top_k(top_k, num_experts):
             f"`top_k` must be <= `num_experts`. Received: top_k={top_k}, num_experts={num_experts}"
         )
     return top_k
+
+
+def check_bool(name, value):
+    """Returns `value` if it is a bool, else raises `ValueError` naming it."""
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    return value
+
+
+def check_fraction(name, value, upper=1.0, include_upper=False):
+    """Returns `float(value)` if it is a number in `[0, upper)` (or `[0, upper]`), else raises `ValueError`."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not ok or value < 0 or value > upper or (value == upper and not include_upper):
+        bound = f"[0, {upper}]" if include_upper else f"[0, {upper})"
+        raise ValueError(f"`{name}` must be a number in {bound}. Received: {name}={value!r}")
+    return float(value)

@@ -5,9 +5,9 @@ import json
 import keras
 import pytest
 
-from keras_moe.cli.config import compose_config
+from keras_moe.training.config import compose_config
 from keras_moe.cli.main import main
-from keras_moe.cli.train import train
+from keras_moe.training import train
 
 TINY = ["model=moe_lm_tiny", "trainer=smoke", "data.sequence_length=16", "data.batch_size=4",
         "data.max_validation_windows=8", "trainer.sample_length=4"]

@@ -6,9 +6,10 @@ import types
 import keras
 import pytest
 
-from keras_moe.cli import launch, strategies
-from keras_moe.cli.building import ConfigError, build_model
-from keras_moe.cli.config import compose_config
+from keras_moe.cli import launch
+from keras_moe.training import strategies
+from keras_moe.training.building import ConfigError, build_model
+from keras_moe.training.config import compose_config
 from keras_moe.distribution import expert_parallel_distribution, parse_tf_config, worker_tf_configs
 
 OPTIONS = ["default", "mirrored", "multi_worker_mirrored", "tpu", "data_parallel", "expert_parallel"]
@@ -17,9 +18,20 @@ jax_only = pytest.mark.skipif(keras.backend.backend() != "jax", reason="keras.di
 
 
 @pytest.mark.parametrize("option", OPTIONS)
-def test_strategy_option_composes(option):
-    cfg = compose_config([f"strategy={option}"])
-    assert cfg.strategy._target_.startswith("keras_moe.cli.strategies.")
+def test_strategy_option_names_a_factory_that_takes_its_arguments(option):
+    import inspect
+
+    import hydra
+    from omegaconf import OmegaConf
+
+    cfg = compose_config([f"strategy={option}", "model=moe_lm_tiny"])
+    arguments = OmegaConf.to_container(cfg.strategy, resolve=True)
+    factory = hydra.utils.get_method(arguments.pop("_target_"))
+    inspect.signature(factory).bind(**arguments)  # raises TypeError for a key the factory does not take
+    assert factory is getattr(strategies, factory.__name__)
+    if option == "default":
+        strategy = hydra.utils.instantiate(cfg.strategy)
+        assert (strategy is None) == (keras.backend.backend() != "tensorflow")
 
 
 def test_expert_parallel_reads_the_models_expert_count():

@@ -1,4 +1,4 @@
-"""Emoji data: parsing, rendering, the split and the in-graph image preparation.
+"""Emoji data: parsing, rendering and the split (image preparation: tests/models/multimodal/test_preprocessor.py).
 
 Tests that need the installed font and emoji list skip without them (CI installs them:
 `apt-get install -y --no-install-recommends fonts-noto-color-emoji unicode-data`).
@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_moe.data.emoji import EMOJI_TEST_PATH, FONT_PATH, INSTALL_COMMAND, parse_emoji_test, prepare_images, split_emoji
+from keras_moe.data.emoji import EMOJI_TEST_PATH, FONT_PATH, INSTALL_COMMAND, parse_emoji_test, split_emoji
 
 needs_data = pytest.mark.skipif(not (os.path.isfile(FONT_PATH) and os.path.isfile(EMOJI_TEST_PATH)),
                                 reason=f"emoji font or list missing; install with `{INSTALL_COMMAND}`")
@@ -43,15 +43,6 @@ def test_missing_files_name_the_install_command(tmp_path):
         parse_emoji_test(str(tmp_path / "nope.txt"))
 
 
-def test_prepare_images_composites_alpha_on_white_and_resizes():
-    rgba = np.zeros((1, 4, 4, 4), "uint8")
-    rgba[0, :2, :, :] = [255, 0, 0, 255]  # top half opaque red, bottom half transparent
-    out = np.asarray(prepare_images(rgba, 4))
-    np.testing.assert_allclose(out[0, 0, 0], [1, 0, 0]) and np.testing.assert_allclose(out[0, 3, 0], [1, 1, 1])
-    resized = np.asarray(prepare_images(rgba[..., :3], 8))
-    assert resized.shape == (1, 8, 8, 3) and resized.min() >= 0 and resized.max() <= 1
-
-
 def test_split_is_stratified_and_disjoint():
     groups = np.repeat(np.arange(3), [10, 20, 30]).astype("int32")
     images = np.arange(60)[:, None]
@@ -72,6 +63,8 @@ def test_real_data_has_1870_emoji_in_9_groups_and_a_fixed_split():
     assert again.validation[1] == data.validation[1]  # fixed split
     x, y = next(iter(data.validation_dataset()))
     assert x["images"].dtype == "uint8" and x["names"].shape == (8,) and y.shape == (8,)
-    features = data.preprocessor()(x)
+    from keras_moe.models import MultimodalClassifierPreprocessor
+
+    features = MultimodalClassifierPreprocessor(**data.preprocessor_arguments())(x)
     assert features["images"].shape == (8, 16, 16, 3) and features["token_ids"].shape == (8, 16)
     assert 0.19 < data.baselines()["majority"] < 0.2

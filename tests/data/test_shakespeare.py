@@ -2,17 +2,11 @@
 
 import sys
 
-import numpy as np
 import pytest
 
 from keras_moe.data import shakespeare
-from keras_moe.data.shakespeare import (
-    DEFAULT_VALIDATION_WORKS,
-    language_model_dataset,
-    load_shakespeare_works,
-    split_by_work,
-)
-from keras_moe.data.tokenizers import make_tokenizer
+from keras_moe.data.shakespeare import DEFAULT_VALIDATION_WORKS, load_shakespeare_works, split_by_work
+from keras_moe.data.tasks import ShakespeareLanguageModeling, text_windows
 
 WORKS = {"alpha": "ALPHA text.\n", "beta": "BETA text.\n", "gamma": "GAMMA text.\n"}
 
@@ -69,59 +63,36 @@ def test_real_corpus_has_42_works_and_the_default_validation_works():
     assert 0.05 < len(validation) / (len(train) + len(validation)) < 0.15
 
 
-TEXT = "".join(chr(ord("a") + i % 26) for i in range(41))  # 41 byte tokens
+TEXT = "".join(chr(ord("a") + i % 26) for i in range(41))
 
 
-def _batches(dataset):
-    return [(np.asarray(x), np.asarray(y)) for x, y in dataset]
+def test_text_windows_are_consecutive_with_a_stride():
+    assert text_windows(TEXT, 9, 8) == [TEXT[i : i + 9] for i in (0, 8, 16, 24, 32)]
+    assert len(text_windows(TEXT, 8, 1)) == 41 - 8 + 1
 
 
-def test_windows_are_next_token_pairs():
-    dataset = language_model_dataset(TEXT, make_tokenizer("byte"), 8, 2, shuffle=False)
-    batches = _batches(dataset)
-    assert len(batches) == 2 == dataset.cardinality()  # 5 windows of 9 tokens -> 2 full batches
-    ids = np.array([ord(c) for c in TEXT])
-    for b, (x, y) in enumerate(batches):
-        assert x.shape == y.shape == (2, 8) and x.dtype == y.dtype == np.int32
-        np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
-        for row in range(2):
-            start = (2 * b + row) * 8
-            np.testing.assert_array_equal(x[row], ids[start : start + 8])
-            np.testing.assert_array_equal(y[row], ids[start + 1 : start + 9])
+@pytest.fixture
+def long_works(tmp_path):
+    for i, name in enumerate(("alpha", "beta", "hamlet")):
+        (tmp_path / f"{name}_gut.txt").write_text(("".join(chr(65 + (i + j) % 26) for j in range(200)) + "\n") * 2)
+    return tmp_path
 
 
-def test_stride_and_max_windows_set_the_window_count():
-    assert shakespeare.window_starts(41, 8).tolist() == [0, 8, 16, 24, 32]
-    assert len(shakespeare.window_starts(41, 8, stride=1)) == 41 - 8
-    dataset = language_model_dataset(TEXT, None, 8, 4, shuffle=False, stride=1, max_windows=9)
-    assert dataset.cardinality() == 2
+def test_language_modeling_task_yields_windows_of_one_more_character(long_works):
+    task = ShakespeareLanguageModeling(sequence_length=16, batch_size=4, validation_works=("hamlet",), root=str(long_works),
+                                       max_validation_windows=8)
+    batch = next(iter(task.validation_dataset()))
+    assert batch.shape == (4,) and all(len(t) == 17 for t in batch.numpy())
+    assert sum(1 for _ in task.validation_dataset()) == 2  # 8 windows kept, batches of 4
+    first = [t.numpy() for t in next(iter(task.train_dataset()))]
+    again = [t.numpy() for t in next(iter(ShakespeareLanguageModeling(
+        sequence_length=16, batch_size=4, validation_works=("hamlet",), root=str(long_works)).train_dataset()))]
+    assert first == again  # the shuffle follows the seed
 
 
-def test_shuffle_follows_the_seed():
-    def first_column(seed):
-        dataset = language_model_dataset(TEXT, None, 4, 8, seed=seed, stride=1)
-        return np.concatenate([x[:, 0] for x, _ in _batches(dataset)])
-
-    assert np.array_equal(first_column(3), first_column(3))
-    assert sorted(first_column(3)) != list(first_column(3))
-
-
-def test_repeat_is_infinite():
-    dataset = language_model_dataset(TEXT, None, 8, 2, repeat=True)
-    assert len(_batches(dataset.take(7))) == 7
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        ({"sequence_length": 0}, "sequence_length=0"),
-        ({"batch_size": -1}, "batch_size=-1"),
-        ({"stride": 0}, "stride=0"),
-        ({"batch_size": 6}, "fewer than batch_size=6"),
-        ({"text": ""}, "non-empty str"),
-    ],
-)
-def test_bad_arguments_raise(kwargs, message):
-    arguments = {"text": TEXT, "tokenizer": None, "sequence_length": 8, "batch_size": 2}
-    with pytest.raises(ValueError, match=message):
-        language_model_dataset(**{**arguments, **kwargs})
+def test_language_modeling_task_names_bad_values(long_works):
+    with pytest.raises(ValueError, match="sequence_length=0"):
+        ShakespeareLanguageModeling(sequence_length=0, root=str(long_works), validation_works=("hamlet",))
+    with pytest.raises(ValueError, match="fewer than batch_size=512"):
+        ShakespeareLanguageModeling(sequence_length=16, batch_size=512, root=str(long_works),
+                                    validation_works=("hamlet",)).validation_dataset()

@@ -9,7 +9,6 @@ from keras_moe.data.text_classification import (
     FORTUNES_ROOT,
     TOPICAL_CATEGORIES,
     baselines,
-    classification_dataset,
     load_fortunes,
     stratified_split,
 )
@@ -71,17 +70,6 @@ def test_stratified_split_is_deterministic_disjoint_and_stratified(fortunes_dir)
     assert stratified_split(texts, labels, validation_fraction=0.25, seed=2)[2] != val_texts
     with pytest.raises(ValueError, match="validation_fraction"):
         stratified_split(texts, labels, validation_fraction=1.0)
-
-
-def test_classification_dataset_pads_and_truncates():
-    texts, labels = ["abc", "abcdefgh"], [1, 0]
-    dataset = classification_dataset(texts, labels, make_tokenizer("byte"), 5, 2, shuffle=False)
-    ((ids, batch_labels),) = [(np.asarray(x), np.asarray(y)) for x, y in dataset]
-    assert ids.dtype == np.int32 and ids.shape == (2, 5)
-    np.testing.assert_array_equal(ids, [[97, 98, 99, 0, 0], [97, 98, 99, 100, 101]])
-    np.testing.assert_array_equal(batch_labels, [1, 0])
-    with pytest.raises(ValueError, match="sequence_length=0"):
-        classification_dataset(texts, labels, make_tokenizer("byte"), 0, 2)
 
 
 def test_naive_bayes_beats_majority_on_separable_text(fortunes_dir):

@@ -38,4 +38,4 @@ def test_expert_choice_dispatch_is_linear_in_weights():
     once = to_numpy(expert_choice_dispatch(tokens, TOKEN_INDEX, TOKEN_WEIGHT, bank)[0])
     twice = to_numpy(expert_choice_dispatch(tokens, TOKEN_INDEX, 2.0 * TOKEN_WEIGHT, bank)[0])
     np.testing.assert_allclose(twice, 2.0 * once, rtol=1e-5, atol=1e-6)
-    assert NUM_EXPERTS == TOKEN_INDEX.shape[0]
+    assert np.abs(once).max() > 1e-3  # a zero output would pass the linearity check trivially

@@ -78,7 +78,7 @@ def fit(model, steps=STEPS, skip=0):
 def train(strategy, cfg):
     import keras
 
-    from keras_moe.cli.building import build_model
+    from keras_moe.training.building import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model(cfg, strategy)
@@ -92,8 +92,8 @@ def log_diff(a, b):
 
 def job_mirrored_parity():
     """Single device vs MirroredStrategy on 2 logical CPUs; then with per-replica (local) statistics."""
-    from keras_moe.cli import strategies
-    from keras_moe.cli.config import compose_config
+    from keras_moe.training import strategies
+    from keras_moe.training.config import compose_config
 
     mirrored = strategies.mirrored_strategy(cpu_devices=2)
     cfg = compose_config(overrides())
@@ -116,8 +116,8 @@ def job_mirrored_parity():
 def job_mirrored_sigmoid():
     """The DeepSeek-V3 sigmoid router under MirroredStrategy: its bias (a non-trainable weight moved in
     the forward pass from the global expert load) must match one device."""
-    from keras_moe.cli import strategies
-    from keras_moe.cli.config import compose_config
+    from keras_moe.training import strategies
+    from keras_moe.training.config import compose_config
 
     mirrored = strategies.mirrored_strategy(cpu_devices=2)  # before any TensorFlow op
     cfg = compose_config(["model=moe_lm_tiny", "data.sequence_length=32", f"data.batch_size={BATCH}", "trainer=smoke",
@@ -135,9 +135,9 @@ def job_checkpoints():
     equal to 4 steps on one device."""
     import keras
 
-    from keras_moe.cli import strategies
-    from keras_moe.cli.building import build_model
-    from keras_moe.cli.config import compose_config
+    from keras_moe.training import strategies
+    from keras_moe.training.building import build_model
+    from keras_moe.training.config import compose_config
 
     mirrored, default = strategies.mirrored_strategy(cpu_devices=2), strategies.default_strategy()
     cfg = compose_config(overrides())
@@ -174,7 +174,7 @@ def job_expert_parallel():
     from keras_moe.models import MoETransformerBackbone
 
     config = dict(vocabulary_size=64, num_layers=2, num_heads=2, num_kv_heads=1, hidden_dim=16, intermediate_dim=8,
-                  num_experts=8, top_k=2, dispatch="capacity")
+                  num_experts=8, dispatch="capacity")
     rng = np.random.default_rng(0)
     x = {"token_ids": rng.integers(0, 64, (8, 12)).astype("int32"), "padding_mask": np.ones((8, 12), "bool")}
     y = rng.standard_normal((8, 12, 16)).astype("float32")

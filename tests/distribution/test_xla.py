@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from keras_moe.cli.building import build_model
-from keras_moe.cli.config import compose_config
+from keras_moe.training.building import build_model
+from keras_moe.training.config import compose_config
 
 OVERRIDES = ["model=moe_lm_tiny", "model.backbone.dispatch=capacity", "model.backbone.num_layers=1",
              "data.sequence_length=16", "data.batch_size=4", "trainer=smoke", "optimizer=adam"]

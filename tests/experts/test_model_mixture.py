@@ -30,13 +30,17 @@ def test_gate_weights_sum_to_one_and_mix_the_experts():
     np.testing.assert_allclose(prediction.sum(axis=1), 1.0, rtol=1e-5)  # a mixture of distributions
 
 
-def test_expert_outputs_are_packed_with_the_gate():
+def test_expert_outputs_and_gate_weights_come_with_the_prediction():
     mixture = two_modal_mixture(return_expert_outputs=True)
     x = inputs()
     outputs = mixture(x)
-    packed = to_numpy(outputs["mixture"])
-    assert packed.shape == (6, 2, 4)
-    np.testing.assert_allclose(packed[:, :, -1], to_numpy(mixture.gate_probabilities(x)), rtol=1e-6)
+    experts, gates = to_numpy(outputs["expert_outputs"]), to_numpy(outputs["gate_weights"])
+    assert experts.shape == (6, 2, 3)
+    np.testing.assert_allclose(gates, to_numpy(mixture.gate_probabilities(x)), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(outputs["prediction"]), np.einsum("bed,be->bd", experts, gates), rtol=1e-5)
+    packed = to_numpy(keras_moe.losses.pack_mixture(outputs["expert_outputs"], outputs["gate_weights"]))
+    np.testing.assert_allclose(packed[:, :, :-1], experts)
+    np.testing.assert_allclose(packed[:, :, -1], gates)
 
 
 def test_mixture_loss_matches_hand_computation():
@@ -53,7 +57,8 @@ def test_fit_with_the_classical_objective_and_save_load(tmp_path):
     mixture = two_modal_mixture(return_expert_outputs=True, name="mixture_layer")
     text_in, image_in = keras.Input((5,)), keras.Input((4, 4))
     outputs = mixture([text_in, image_in])
-    model = keras.Model([text_in, image_in], {"prediction": outputs["prediction"], "mixture": outputs["mixture"]})
+    packed = keras_moe.losses.pack_mixture(outputs["expert_outputs"], outputs["gate_weights"])
+    model = keras.Model([text_in, image_in], {"prediction": outputs["prediction"], "mixture": packed})
     model.compile("adam", loss={"prediction": "sparse_categorical_crossentropy",
                                 "mixture": keras_moe.MixtureOfExpertsLoss("sparse_categorical_crossentropy")})
     x, y = inputs(16), np.arange(16) % 3
@@ -115,10 +120,10 @@ def test_expert_dropout_drops_one_expert_per_example_and_renormalises():
     assert (dropped == 0).sum(axis=0).min() > 0  # every expert gets dropped sometimes
     mixture = two_modal_mixture(expert_dropout=0.5, seed=1, return_expert_outputs=True)
     x = inputs(64)
-    packed = to_numpy(mixture(x, training=True)["mixture"])[:, :, -1]
-    assert ((packed == 0).sum(axis=1) == 1).any() and ((packed == 0).sum(axis=1) <= 1).all()
-    np.testing.assert_allclose(packed.sum(axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(to_numpy(mixture(x)["mixture"])[:, :, -1], to_numpy(mixture.gate_probabilities(x)), rtol=1e-6)
+    gates = to_numpy(mixture(x, training=True)["gate_weights"])
+    assert ((gates == 0).sum(axis=1) == 1).any() and ((gates == 0).sum(axis=1) <= 1).all()
+    np.testing.assert_allclose(gates.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(mixture(x)["gate_weights"]), to_numpy(mixture.gate_probabilities(x)), rtol=1e-6)
 
 
 def test_separate_experts_and_gate_loss_matches_hand_computation():

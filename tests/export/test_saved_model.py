@@ -139,7 +139,8 @@ def test_causal_lm_next_token_and_generate_parity(exported):
     lengths = np.minimum([len(t.encode()) for t in TEXTS], 12)
     expected = logits[np.arange(len(TEXTS)), lengths - 1]
     np.testing.assert_allclose(outputs["next_token_logits"].numpy()[[0, 2]], expected[[0, 2]], atol=1e-5)
-    np.testing.assert_array_equal(outputs["next_token_ids"].numpy(), outputs["next_token_logits"].numpy().argmax(-1))
+    np.testing.assert_array_equal(outputs["next_token_ids"].numpy()[[0, 2]], expected[[0, 2]].argmax(-1))  # the model's choice
+    assert [t.decode() for t in outputs["next_tokens"].numpy()[[0, 2]]] == [chr(i) for i in expected[[0, 2]].argmax(-1)]
     generated = [t.decode("utf-8", "replace") for t in signatures["generate"](text=np.array(TEXTS[:1] + TEXTS[2:]))["generated_text"].numpy()]
     assert generated == model.generate(TEXTS[:1] + TEXTS[2:], max_length=12)
 
@@ -164,9 +165,17 @@ def test_routing_signature(exported, name):
     for layer in layers:
         ids, weights = routing[f"{layer}_expert_ids"].numpy(), routing[f"{layer}_expert_weights"].numpy()
         assert ids.shape == weights.shape == mask.shape + (2,)
-        assert ids.min() >= 0 and ids.max() < 4
         assert np.all(weights[~mask] == 0)  # padding is routed nowhere
         np.testing.assert_allclose(weights[mask].sum(-1), 1.0, atol=1e-5)  # normalized top-2
+    # The served decisions are the model's own: its backbone's routing on the same token ids.
+    model = models[name]
+    inputs = {"token_ids": routing["token_ids"].numpy(), "padding_mask": mask.astype("int32")}
+    _, expected = model.backbone.call_with_routing(inputs)
+    assert sorted(expected) == layers
+    for layer in layers:
+        ids, weights = (keras.ops.convert_to_numpy(v).reshape(mask.shape + (2,)) for v in expected[layer].decisions())
+        np.testing.assert_array_equal(routing[f"{layer}_expert_ids"].numpy()[mask], ids[mask])
+        np.testing.assert_allclose(routing[f"{layer}_expert_weights"].numpy(), weights, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["classifier", "lm"])

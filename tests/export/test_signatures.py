@@ -4,6 +4,7 @@ import keras
 import pytest
 
 from keras_moe.export import export_saved_model, register_signatures, signatures_for
+from keras_moe.export import signatures as registry
 
 
 class Plain(keras.Model):
@@ -20,8 +21,11 @@ def test_builder_must_provide_serving_default():
         pass
 
     register_signatures(Odd)(lambda model: {"other": None})
-    with pytest.raises(ValueError, match="lack 'serving_default'"):
-        signatures_for(Odd())
+    try:
+        with pytest.raises(ValueError, match="lack 'serving_default'"):
+            signatures_for(Odd())
+    finally:
+        registry._BUILDERS.pop(Odd)  # leave the global registry as it was
 
 
 @pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="the refusal is for other backends")

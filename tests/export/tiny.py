@@ -20,7 +20,7 @@ def tiny_classifier(seed=0, router="top_k"):
     keras.utils.set_random_seed(seed)
     tokenizer = train_word_piece_tokenizer(CORPUS, 60, lowercase=True)
     backbone = MoETransformerBackbone(
-        vocabulary_size=60, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, num_experts=4, top_k=2,
+        vocabulary_size=60, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, num_experts=4,
         router=router, causal=False, max_sequence_length=8, position_embedding="learned",
     )
     return MoETextClassifier(backbone, num_classes=3, class_names=CLASS_NAMES,
@@ -30,7 +30,7 @@ def tiny_classifier(seed=0, router="top_k"):
 def tiny_lm(seed=0, dispatch="dropless"):
     keras.utils.set_random_seed(seed)
     backbone = MoETransformerBackbone(
-        vocabulary_size=256, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=16, num_experts=4, top_k=2,
+        vocabulary_size=256, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=16, num_experts=4,
         dispatch=dispatch,
     )
     model = MoECausalLM(backbone, MoECausalLMPreprocessor(sequence_length=12))

@@ -16,15 +16,6 @@ PROBS = np.array(
 TOP1 = np.array([[0], [1], [2], [0]], dtype="int32")
 
 
-def np_load_balancing_loss(probs, index, mask):
-    e = probs.shape[1]
-    valid = mask > 0
-    counts = np.bincount(index[valid].ravel(), minlength=e)
-    fraction = counts / counts.sum()
-    mean_prob = probs[valid].mean(axis=0)
-    return e * np.sum(fraction * mean_prob)
-
-
 # --- load_balancing_loss ---------------------------------------------------------------------------
 
 
@@ -60,7 +51,6 @@ def test_load_balancing_loss_top2_matches_numpy():
     expected = 3 * (2 / 8 * 0.375 + 3 / 8 * 0.35 + 3 / 8 * 0.275)
     loss = to_numpy(auxiliary.load_balancing_loss(PROBS, index))
     assert loss == pytest.approx(expected, rel=1e-6)
-    assert expected == pytest.approx(np_load_balancing_loss(PROBS, index, np.ones(4)))
 
 
 def test_load_balancing_loss_mask_excludes_padding():

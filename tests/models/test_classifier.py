@@ -13,7 +13,7 @@ from tests.contracts import assert_keras_round_trip
 
 ENCODER = dict(
     vocabulary_size=256, num_layers=2, num_heads=2, num_kv_heads=1, hidden_dim=16, intermediate_dim=16, num_experts=4,
-    causal=False, router="switch", top_k=None, normalization="layer", moe_layer_interval=2,
+    causal=False, router="switch", normalization="layer", moe_layer_interval=2,
 )
 PADDING = np.array([[1, 1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0]], "int32")
 

@@ -22,7 +22,7 @@ def test_attention_config_complete():
 
 @pytest.mark.parametrize("feed_forward", [
     lambda: keras_moe.FeedForward(8, activation="geglu", name="ffn"),
-    lambda: keras_moe.MoELayer(4, 8, top_k=2, num_shared_experts=1, dispatch="dropless", name="moe"),
+    lambda: keras_moe.MoELayer(4, 8, num_shared_experts=1, dispatch="dropless", name="moe"),
     lambda: keras_moe.MoELayer(4, 8, router="expert_choice", name="moe_ec"),
 ], ids=["feed_forward", "moe_top_k", "moe_expert_choice"])
 def test_block_config_complete(feed_forward):
@@ -53,8 +53,8 @@ def test_block_rejects_other_feed_forward_layers():
 
 def test_backbone_and_classifier_config_complete():
     backbone = MoETransformerBackbone(
-        vocabulary_size=32, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=8, num_experts=2, top_k=1,
-        causal=False,
+        vocabulary_size=32, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=8, num_experts=2,
+        router={"class_name": "top_k", "config": {"top_k": 1}}, causal=False,
     )
     assert_config_complete(backbone)
     # keras-hub's Task.get_config holds the backbone object itself, so compare the task's own arguments.

@@ -1,12 +1,15 @@
-"""`backbone_parameter_count` against built backbones, hand arithmetic, and Mixtral 8x7B; MoE block placement."""
+"""`MoETransformerBackbone.parameter_count` (composed from each layer's own count) against built backbones,
+hand arithmetic, and Mixtral 8x7B; MoE block placement."""
 
 import pytest
 
 import keras_moe
-from keras_moe.models import MoETransformerBackbone, backbone_parameter_count
+from keras_moe.models import MoETransformerBackbone
+
+backbone_parameter_count = MoETransformerBackbone.parameter_count
 
 # Zero initialisers: the counts do not depend on values, and allocation stays cheap on JAX.
-BASE = dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=8, num_experts=4, top_k=2,
+BASE = dict(vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=8, num_experts=4,
             kernel_initializer="zeros")
 
 CONFIGS = {
@@ -21,13 +24,13 @@ CONFIGS = {
     "interval_3": dict(num_layers=3, moe_layer_interval=3),
     "all_dense_layers": dict(num_dense_layers=2),
     "noisy_top_k": dict(router="noisy_top_k"),
-    "switch": dict(router="switch", top_k=None),
-    "expert_choice": dict(router="expert_choice", top_k=None),
-    "expert_choice_3_experts": dict(router="expert_choice", top_k=None, num_experts=3),  # share 2/3: not integral
-    "soft": dict(router="soft", top_k=None),
+    "switch": dict(router="switch"),
+    "expert_choice": dict(router="expert_choice"),
+    "expert_choice_3_experts": dict(router="expert_choice", num_experts=3),  # share 2/3: not integral
+    "soft": dict(router="soft"),
     "sigmoid": dict(router="sigmoid"),
-    "dense_gate": dict(router="dense", top_k=None),
-    "top_1": dict(top_k=1),
+    "dense_gate": dict(router="dense"),
+    "top_1": dict(router={"class_name": "top_k", "config": {"top_k": 1}}),
     "relu_experts": dict(activation="relu"),
     "dense_model": dict(num_experts=0),
     "everything": dict(normalization="layer", position_embedding="learned", max_sequence_length=16, tie_embeddings=True,
@@ -63,7 +66,7 @@ def test_per_block_counts_match_built_blocks():
 def test_hand_counted_gqa_shared_expert_config():
     config = dict(
         vocabulary_size=32, hidden_dim=8, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_dim=4,
-        num_experts=4, top_k=2, num_shared_experts=1, num_dense_layers=1, dense_intermediate_dim=6, kernel_initializer="zeros",
+        num_experts=4, num_shared_experts=1, num_dense_layers=1, dense_intermediate_dim=6, kernel_initializer="zeros",
     )  # rms norm, rotary positions (no weights), untied, swiglu
     h, head_dim = 8, 4  # head_dim = hidden_dim / num_heads
     embeddings = 32 * h + h * 32  # token embedding [v, h] + untied output projection [h, v] = 512
@@ -93,8 +96,8 @@ def test_hand_counted_gqa_shared_expert_config():
 
 def test_hand_counted_layer_norm_learned_tied_noisy_config():
     config = dict(
-        vocabulary_size=16, hidden_dim=4, num_layers=1, num_heads=2, intermediate_dim=3, num_experts=3, top_k=1,
-        router="noisy_top_k", activation="relu", normalization="layer", position_embedding="learned",
+        vocabulary_size=16, hidden_dim=4, num_layers=1, num_heads=2, intermediate_dim=3, num_experts=3,
+        router={"class_name": "noisy_top_k", "config": {"top_k": 1}}, activation="relu", normalization="layer", position_embedding="learned",
         max_sequence_length=8, tie_embeddings=True, kernel_initializer="zeros",
     )
     h = 4
@@ -116,7 +119,7 @@ def test_hand_counted_layer_norm_learned_tied_noisy_config():
 def test_mixtral_8x7b_shape_without_building():
     counts = backbone_parameter_count(
         vocabulary_size=32000, hidden_dim=4096, num_layers=32, num_heads=32, num_kv_heads=8,
-        intermediate_dim=14336, num_experts=8, top_k=2, tie_embeddings=False,
+        intermediate_dim=14336, num_experts=8, tie_embeddings=False,
     )
     assert counts["total"] == 46_702_792_704
     assert counts["active"] == 12_879_925_248

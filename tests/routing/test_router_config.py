@@ -114,7 +114,9 @@ def test_get_clones_a_router_instance(cls):
     clone = routing.get(original, num_experts=6)
     assert type(clone) is cls and clone is not original
     assert not clone.built
-    assert clone.get_config() == original.get_config()
+    without_name = lambda config: {k: v for k, v in config.items() if k != "name"}  # noqa: E731
+    assert clone.name != original.name  # a clone gets its own name: blocks never share weight paths
+    assert without_name(clone.get_config()) == without_name(original.get_config())
 
 
 def test_get_from_dict():
@@ -138,14 +140,22 @@ def test_get_num_experts_mismatch(identifier):
         routing.get(identifier, num_experts=4)
 
 
-def test_get_top_k_mismatch_and_unsupported():
-    with pytest.raises(ValueError, match="top_k"):
-        routing.get(TopKRouter(num_experts=4, top_k=3), num_experts=4, top_k=2)
-    with pytest.raises(ValueError, match="top_k"):
-        routing.get("expert_choice", num_experts=4, top_k=2)
+def test_top_k_lives_in_the_router():
+    # Defaults only fill what the identifier leaves unset; a router that takes no top_k ignores it.
+    assert routing.get(TopKRouter(num_experts=4, top_k=3), num_experts=4, top_k=2).top_k == 3
+    assert not hasattr(routing.get("expert_choice", num_experts=4, top_k=2), "top_k")
+    assert routing.get("switch", num_experts=4).top_k == 1
     with pytest.raises(ValueError, match="top_k=2"):
-        routing.get("switch", num_experts=4, top_k=2)
-    assert routing.get("switch", num_experts=4, top_k=1).top_k == 1
+        routing.get({"class_name": "switch", "config": {"top_k": 2}}, num_experts=4)
+    from keras_moe.layers import MoELayer
+
+    with pytest.raises(ValueError, match="belongs to the router"):
+        MoELayer(num_experts=4, intermediate_dim=8, top_k=2)
+
+
+def test_get_rejects_unknown_dict_keys():
+    with pytest.raises(ValueError, match="top_k"):
+        routing.get({"class_name": "top_k", "top_k": 1}, num_experts=4)
 
 
 def test_register_router():
@@ -168,9 +178,9 @@ def initializer():
     return keras.initializers.RandomNormal(mean=0.1, stddev=0.3, seed=11)
 
 
-COMMON = dict(router_z_loss_weight=0.02, jitter_noise=0.1, kernel_initializer=initializer(), seed=7)
+COMMON = dict(router_z_loss_weight=0.02, jitter_noise=0.1, use_bias=True, kernel_initializer=initializer(), seed=7)
 NON_DEFAULT = {
-    TopKRouter: dict(num_experts=6, top_k=3, normalize_top_k=False, load_balancing_loss_weight=0.05),
+    TopKRouter: dict(num_experts=6, top_k=3, normalize_top_k="always", load_balancing_loss_weight=0.05),
     SwitchRouter: dict(num_experts=6, load_balancing_loss_weight=0.05),
     NoisyTopKRouter: dict(num_experts=6, top_k=3, importance_loss_weight=0.2, load_loss_weight=0.3, noise_epsilon=0.05),
     ExpertChoiceRouter: dict(num_experts=6, capacity_factor=1.5, min_expert_capacity=3),

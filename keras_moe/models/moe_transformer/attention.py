@@ -59,6 +59,11 @@ class CachedGroupedQueryAttention(keras.layers.Layer):
         self.dropout = float(dropout)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
+    def parameter_count(self, hidden_dim):
+        """Weights for inputs of width `hidden_dim` (without building): q, o `h n d`; k, v `h g d`."""
+        head_dim = hidden_dim // self.num_heads
+        return 2 * hidden_dim * self.num_heads * head_dim + 2 * hidden_dim * self.num_kv_heads * head_dim
+
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
         if hidden_dim % self.num_heads:

@@ -8,6 +8,7 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from keras_moe.layers.search import routing_statistics
 from keras_moe.models.moe_transformer.moe_causal_lm_preprocessor import MoECausalLMPreprocessor
 from keras_moe.models.moe_transformer.moe_transformer_backbone import MoETransformerBackbone
 
@@ -25,12 +26,14 @@ class MoECausalLM(keras_hub.models.CausalLM):
         preprocessor: a `MoECausalLMPreprocessor` or None (then `generate` takes token ids).
 
     Example:
-    >>> backbone = MoETransformerBackbone(vocabulary_size=256, num_layers=2, num_heads=2,
-    ...                                   hidden_dim=16, intermediate_dim=16, num_experts=4)
-    >>> lm = MoECausalLM(backbone, MoECausalLMPreprocessor(sequence_length=16))
-    >>> lm.compile(sampler="greedy")
-    >>> isinstance(lm.generate("To be", max_length=12), str)
-    True
+
+    ```python
+    backbone = keras_moe.models.MoETransformerBackbone(
+        vocabulary_size=256, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=16, num_experts=4)
+    lm = keras_moe.models.MoECausalLM(backbone, keras_moe.models.MoECausalLMPreprocessor(sequence_length=16))
+    lm.compile(sampler="greedy")
+    assert isinstance(lm.generate("To be", max_length=12), str)
+    ```
     """
 
     backbone_cls = MoETransformerBackbone
@@ -49,11 +52,15 @@ class MoECausalLM(keras_hub.models.CausalLM):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
     def generate(self, inputs, max_length=None, stop_token_ids="auto", strip_prompt=False):
-        """keras-hub's `generate`; `"auto"` stop tokens mean none when the tokenizer has no end token (bytes)."""
+        """keras-hub's `generate`; `"auto"` stop tokens mean none when the tokenizer has no end token (bytes).
+
+        Generation records no routing statistics (they cost time per step and describe nothing).
+        """
         tokenizer = getattr(self.preprocessor, "tokenizer", None)
         if isinstance(stop_token_ids, str) and stop_token_ids == "auto" and getattr(tokenizer, "end_token_id", None) is None:
             stop_token_ids = None
-        return super().generate(inputs, max_length=max_length, stop_token_ids=stop_token_ids, strip_prompt=strip_prompt)
+        with routing_statistics(self, enabled=False):
+            return super().generate(inputs, max_length=max_length, stop_token_ids=stop_token_ids, strip_prompt=strip_prompt)
 
     def call_with_cache(self, token_ids, cache, cache_update_index):
         """One forward pass over `token_ids [b, s]` reading and updating `cache [b, l, 2, max_len, g, d]`."""

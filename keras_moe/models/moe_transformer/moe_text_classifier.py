@@ -4,13 +4,14 @@ import keras
 import keras_hub
 from keras import ops
 
-from keras_moe.models.class_names import ClassNamesMixin
+from keras_moe.models.classifier_mixin import ClassifierMixin
+from keras_moe.models.moe_transformer.moe_text_classifier_preprocessor import MoETextClassifierPreprocessor
 from keras_moe.models.moe_transformer.moe_transformer_backbone import MoETransformerBackbone
 from keras_moe.utils.validation import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_moe")
-class MoETextClassifier(ClassNamesMixin, keras_hub.models.Task):
+class MoETextClassifier(ClassifierMixin, keras_hub.models.Task):
     """Classifies token sequences with an encoder `MoETransformerBackbone` (`causal=False`).
 
     Args:
@@ -27,6 +28,7 @@ class MoETextClassifier(ClassNamesMixin, keras_hub.models.Task):
     """
 
     backbone_cls = MoETransformerBackbone
+    preprocessor_cls = MoETextClassifierPreprocessor
 
     def __init__(self, backbone, num_classes, dropout=0.0, activation=None, class_names=None, preprocessor=None, **kwargs):
         check_positive_int("num_classes", num_classes)
@@ -41,11 +43,11 @@ class MoETextClassifier(ClassNamesMixin, keras_hub.models.Task):
         mask = ops.cast(inputs["padding_mask"], hidden.dtype)[:, :, None]
         pooled = ops.sum(hidden * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
         outputs = self.output_dense(self.output_dropout(pooled))
+        self.activation = activation  # `compile(loss="auto")`, which `Task.__init__` calls, reads it
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         # === Config ===
         self.num_classes = num_classes
         self.dropout = dropout
-        self.activation = activation
         self.class_names = class_names
 
     def get_config(self):

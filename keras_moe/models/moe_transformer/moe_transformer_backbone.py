@@ -5,24 +5,55 @@ Axis letters: `b` batch, `s` sequence, `h` hidden, `v` vocabulary.
 
 import keras
 import keras_hub
-from keras import ops
 
-from keras_moe import routing
-from keras_moe.experts.feed_forward import FeedForward
-from keras_moe.layers.moe_layer import MoELayer
-from keras_moe.models.moe_transformer.transformer_block import MoETransformerBlock, make_norm
-from keras_moe.utils.validation import check_choice, check_positive_int
+from keras_moe.routing import reject_top_k
+from keras_moe.models.feed_forward_stack import (
+    MOE_DEFAULTS,
+    MoEStackMixin,
+    check_moe_arguments,
+    make_feed_forward,
+)
+from keras_moe.models.moe_transformer.transformer_block import MoETransformerBlock, make_norm, norm_parameter_count
+from keras_moe.utils.arguments import complete_arguments
+from keras_moe.utils.validation import check_choice, check_fraction, check_positive_int
 
 POSITION_EMBEDDINGS = ("rotary", "learned")
 
 
-def is_moe_block(index, num_experts, num_dense_layers, moe_layer_interval):
-    """Block `index` is an MoE block: after the first `num_dense_layers`, every `moe_layer_interval`-th."""
-    return num_experts > 0 and index >= num_dense_layers and (index - num_dense_layers) % moe_layer_interval == 0
+def _blocks(c, dtype=None):
+    """The (unbuilt) transformer blocks of config `c` (the constructor's arguments)."""
+    moe = {key: c[key] for key in MOE_DEFAULTS}
+    return [
+        MoETransformerBlock(
+            c["num_heads"], c["num_kv_heads"],
+            make_feed_forward(i, c["intermediate_dim"], moe, c["dense_intermediate_dim"], c["kernel_initializer"], dtype),
+            causal=c["causal"], normalization=c["normalization"], layer_norm_epsilon=c["layer_norm_epsilon"],
+            use_rotary=c["position_embedding"] == "rotary", rope_max_wavelength=c["rope_max_wavelength"],
+            dropout=c["dropout"], kernel_initializer=c["kernel_initializer"], dtype=dtype, name=f"block_{i}",
+        )
+        for i in range(c["num_layers"])
+    ]
+
+
+def _check_config(c):
+    """Validates the constructor's arguments (each error names the argument); returns them completed."""
+    c = dict(c)
+    c["num_kv_heads"] = c["num_heads"] if c["num_kv_heads"] is None else c["num_kv_heads"]
+    for name in ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim", "num_kv_heads",
+                 "max_sequence_length"):
+        check_positive_int(name, c[name])
+    c.update(check_moe_arguments({key: c[key] for key in MOE_DEFAULTS}))
+    check_choice("position_embedding", c["position_embedding"], POSITION_EMBEDDINGS)
+    check_fraction("dropout", c["dropout"])
+    if c["hidden_dim"] % c["num_heads"]:
+        raise ValueError(f"`hidden_dim` must be a multiple of `num_heads`. Received: hidden_dim={c['hidden_dim']}, num_heads={c['num_heads']}")
+    if c["num_heads"] % c["num_kv_heads"]:
+        raise ValueError(f"`num_heads` must be a multiple of `num_kv_heads`. Received: num_heads={c['num_heads']}, num_kv_heads={c['num_kv_heads']}")
+    return c
 
 
 @keras.saving.register_keras_serializable(package="keras_moe")
-class MoETransformerBackbone(keras_hub.models.Backbone):
+class MoETransformerBackbone(MoEStackMixin, keras_hub.models.Backbone):
     """Token embedding, `num_layers` pre-norm blocks of attention + (dense FFN or MoE), final norm.
 
     Mixtral-style with the defaults (RMSNorm, rotary positions, grouped-query attention, SwiGLU
@@ -36,8 +67,8 @@ class MoETransformerBackbone(keras_hub.models.Backbone):
         hidden_dim: int `h`.
         intermediate_dim: int, FFN width of each expert.
         num_experts: int, experts per MoE block (0: dense model).
-        top_k: int or None, experts per token (None: the router's default).
         router: router spec for every MoE block (name, `Router` or dict); each block gets its own.
+            It sets `top_k`: `{"class_name": "top_k", "config": {"top_k": 1}}`.
         activation: FFN/expert activation (`"swiglu"` default).
         num_shared_experts: int, always-on experts per MoE block (DeepSeekMoE).
         dispatch, train_capacity_factor, eval_capacity_factor, min_expert_capacity: see `MoELayer`.
@@ -51,6 +82,16 @@ class MoETransformerBackbone(keras_hub.models.Backbone):
         dropout: float. layer_norm_epsilon: float. kernel_initializer: initializer.
 
     Inputs: `{"token_ids": int [b, s], "padding_mask": [b, s]}`. Output: `[b, s, h]`.
+
+    Example:
+
+    ```python
+    backbone = keras_moe.models.MoETransformerBackbone(
+        vocabulary_size=64, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=16, num_experts=4)
+    inputs = {"token_ids": np.ones((2, 5), "int32"), "padding_mask": np.ones((2, 5), "int32")}
+    hidden, routing = backbone.call_with_routing(inputs)
+    assert tuple(hidden.shape) == (2, 5, 16) and sorted(routing) == ["moe_0", "moe_1"]
+    ```
     """
 
     def __init__(
@@ -62,7 +103,6 @@ class MoETransformerBackbone(keras_hub.models.Backbone):
         intermediate_dim,
         num_kv_heads=None,
         num_experts=8,
-        top_k=2,
         router="top_k",
         activation="swiglu",
         num_shared_experts=0,
@@ -85,22 +125,8 @@ class MoETransformerBackbone(keras_hub.models.Backbone):
         dtype=None,
         **kwargs,
     ):
-        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
-        for name, value in (("vocabulary_size", vocabulary_size), ("num_layers", num_layers), ("num_heads", num_heads),
-                            ("hidden_dim", hidden_dim), ("intermediate_dim", intermediate_dim),
-                            ("num_kv_heads", num_kv_heads), ("moe_layer_interval", moe_layer_interval),
-                            ("max_sequence_length", max_sequence_length)):
-            check_positive_int(name, value)
-        check_positive_int("num_experts", num_experts, allow_zero=True)
-        check_positive_int("num_dense_layers", num_dense_layers, allow_zero=True)
-        check_choice("position_embedding", position_embedding, POSITION_EMBEDDINGS)
-        if hidden_dim % num_heads:
-            raise ValueError(f"`hidden_dim` must be a multiple of `num_heads`. Received: hidden_dim={hidden_dim}, num_heads={num_heads}")
-        if num_heads % num_kv_heads:
-            raise ValueError(f"`num_heads` must be a multiple of `num_kv_heads`. Received: num_heads={num_heads}, num_kv_heads={num_kv_heads}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
-        dense_width = dense_intermediate_dim or intermediate_dim
+        reject_top_k(kwargs)
+        c = _check_config({k: v for k, v in locals().items() if k not in ("self", "kwargs", "dtype", "__class__")})
 
         # === Layers ===
         self.token_embedding = keras_hub.layers.ReversibleEmbedding(
@@ -110,36 +136,13 @@ class MoETransformerBackbone(keras_hub.models.Backbone):
         self.position_embedding = None
         if position_embedding == "learned":
             self.position_embedding = keras_hub.layers.PositionEmbedding(max_sequence_length, dtype=dtype, name="position_embedding")
-        self.transformer_layers = []
-        for i in range(num_layers):
-            if is_moe_block(i, num_experts, num_dense_layers, moe_layer_interval):
-                # `routing.get` builds a fresh router per block, so blocks never share router weights.
-                feed_forward = MoELayer(
-                    num_experts, intermediate_dim, top_k=top_k,
-                    router=routing.get(router, num_experts=num_experts, top_k=top_k), activation=activation,
-                    num_shared_experts=num_shared_experts, dispatch=dispatch,
-                    train_capacity_factor=train_capacity_factor, eval_capacity_factor=eval_capacity_factor,
-                    min_expert_capacity=min_expert_capacity, kernel_initializer=kernel_initializer,
-                    dtype=dtype, name=f"moe_{i}",
-                )
-            else:
-                feed_forward = FeedForward(dense_width, activation=activation, kernel_initializer=kernel_initializer, dtype=dtype, name=f"ffn_{i}")
-            self.transformer_layers.append(
-                MoETransformerBlock(
-                    num_heads, num_kv_heads, feed_forward, causal=causal, normalization=normalization,
-                    layer_norm_epsilon=layer_norm_epsilon, use_rotary=position_embedding == "rotary",
-                    rope_max_wavelength=rope_max_wavelength, dropout=dropout, kernel_initializer=kernel_initializer,
-                    dtype=dtype, name=f"block_{i}",
-                )
-            )
+        self.transformer_layers = _blocks(c, dtype)
         self.layer_norm = make_norm(normalization, layer_norm_epsilon, dtype, "final_norm")
 
         # === Functional Model ===
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
         padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
-        hidden = self.token_embedding(token_ids)
-        if self.position_embedding is not None:
-            hidden = hidden + self.position_embedding(hidden)
+        hidden = self.embed(token_ids)
         for block in self.transformer_layers:
             hidden = block(hidden, padding_mask=padding_mask)
         sequence_output = self.layer_norm(hidden)
@@ -153,18 +156,8 @@ class MoETransformerBackbone(keras_hub.models.Backbone):
         self.num_heads = num_heads
         self.hidden_dim = hidden_dim
         self.intermediate_dim = intermediate_dim
-        self.num_kv_heads = num_kv_heads
-        self.num_experts = num_experts
-        self.top_k = top_k
-        self.router = router
-        self.activation = activation
-        self.num_shared_experts = num_shared_experts
-        self.dispatch = dispatch
-        self.train_capacity_factor = train_capacity_factor
-        self.eval_capacity_factor = eval_capacity_factor
-        self.min_expert_capacity = min_expert_capacity
-        self.num_dense_layers = num_dense_layers
-        self.moe_layer_interval = moe_layer_interval
+        self.num_kv_heads = c["num_kv_heads"]
+        self._set_moe_arguments(c)
         self.dense_intermediate_dim = dense_intermediate_dim
         self.normalization = normalization
         self.position_embedding_type = position_embedding
@@ -176,9 +169,25 @@ class MoETransformerBackbone(keras_hub.models.Backbone):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.kernel_initializer = kernel_initializer
 
-    @property
-    def moe_layers(self):
-        return [block.feed_forward for block in self.transformer_layers if block.is_moe]
+    @classmethod
+    def parameter_count(cls, **config):
+        """`{"total", "active", "per_block"}` for the constructor's arguments, without allocating weights.
+
+        Composes each (unbuilt) block's `parameter_count`, so published shapes such as Mixtral 8x7B
+        (46.7B total, 12.9B active) can be sized on a laptop. Equals `count_params(backbone)`.
+        """
+        c = _check_config(complete_arguments(cls, config))
+        h = c["hidden_dim"]
+        embeddings = c["vocabulary_size"] * h * (1 if c["tie_embeddings"] else 2)
+        if c["position_embedding"] == "learned":
+            embeddings += c["max_sequence_length"] * h
+        total = active = embeddings + norm_parameter_count(c["normalization"], h)
+        per_block = []
+        for block in _blocks(c):
+            count = block.parameter_count(h)
+            per_block.append(int(count["total"]))
+            total, active = total + count["total"], active + count["active"]
+        return {"total": int(total), "active": int(round(active)), "per_block": per_block}
 
     @property
     def head_dim(self):
@@ -190,11 +199,22 @@ class MoETransformerBackbone(keras_hub.models.Backbone):
             hidden = hidden + self.position_embedding(hidden, start_index=start_index)
         return hidden
 
+    def call_with_routing(self, inputs, training=False):
+        """`(sequence_output [b, s, h], {MoE layer name: routing object})` for backbone `inputs`.
+
+        Runs the blocks one by one with `return_routing=True` (keras-hub's `output_router_logits`
+        in spirit); what the export's `routing` signature serves.
+        """
+        hidden = self.embed(inputs["token_ids"])
+        routings = {}
+        for block in self.transformer_layers:
+            hidden, routing = block(hidden, padding_mask=inputs["padding_mask"], training=training, return_routing=True)
+            if routing is not None:
+                routings[block.feed_forward.name] = routing
+        return self.layer_norm(hidden), routings
+
     def get_config(self):
         config = super().get_config()
-        router = self.router
-        if isinstance(router, keras.layers.Layer):
-            router = keras.saving.serialize_keras_object(router)
         config.update(
             {
                 "vocabulary_size": self.vocabulary_size,
@@ -203,17 +223,7 @@ class MoETransformerBackbone(keras_hub.models.Backbone):
                 "hidden_dim": self.hidden_dim,
                 "intermediate_dim": self.intermediate_dim,
                 "num_kv_heads": self.num_kv_heads,
-                "num_experts": self.num_experts,
-                "top_k": self.top_k,
-                "router": router,
-                "activation": self.activation,
-                "num_shared_experts": self.num_shared_experts,
-                "dispatch": self.dispatch,
-                "train_capacity_factor": self.train_capacity_factor,
-                "eval_capacity_factor": self.eval_capacity_factor,
-                "min_expert_capacity": self.min_expert_capacity,
-                "num_dense_layers": self.num_dense_layers,
-                "moe_layer_interval": self.moe_layer_interval,
+                **self.moe_config(),
                 "dense_intermediate_dim": self.dense_intermediate_dim,
                 "normalization": self.normalization,
                 "position_embedding": self.position_embedding_type,
@@ -227,3 +237,4 @@ class MoETransformerBackbone(keras_hub.models.Backbone):
             }
         )
         return config
+

@@ -4,13 +4,12 @@ Axis letters: `b` batch, `s` sequence, `h` hidden.
 """
 
 import keras
-import keras_hub
 from keras import ops
 
 from keras_moe.experts.feed_forward import FeedForward
 from keras_moe.layers.moe_layer import MoELayer
 from keras_moe.models.moe_transformer.attention import CachedGroupedQueryAttention
-from keras_moe.utils.validation import check_choice
+from keras_moe.utils.validation import check_bool, check_choice, check_fraction, check_positive_int
 
 NORMALIZATIONS = ("rms", "layer")
 
@@ -20,6 +19,11 @@ def make_norm(normalization, epsilon, dtype, name):
     if normalization == "rms":
         return keras.layers.RMSNormalization(epsilon=epsilon, dtype=dtype, name=name)
     return keras.layers.LayerNormalization(epsilon=epsilon, dtype=dtype, name=name)
+
+
+def norm_parameter_count(normalization, hidden_dim):
+    """RMSNorm has a scale, LayerNorm a scale and a shift."""
+    return hidden_dim if normalization == "rms" else 2 * hidden_dim
 
 
 def attention_mask(padding_mask, query_length, key_length, causal, start_index=0):
@@ -38,9 +42,13 @@ def attention_mask(padding_mask, query_length, key_length, causal, start_index=0
 class MoETransformerBlock(keras.layers.Layer):
     """`x + Attn(Norm(x))`, then `x + FFN(Norm(x))`, where FFN is an `MoELayer` or a `FeedForward`.
 
+    The same block serves decoders (causal, rotary, KV cache) and encoders over mixed image/text
+    sequences (bidirectional; `modality_ids` go to a `ModalityMoELayer`).
+
     Args:
         num_heads, num_kv_heads: attention heads (grouped-query when `num_kv_heads < num_heads`).
-        feed_forward: an `MoELayer` or `FeedForward` instance (or its serialised config).
+        feed_forward: an `MoELayer` (or `ModalityMoELayer`) or `FeedForward` instance (or its
+            serialised config).
         causal: bool, causal self-attention (decoder) or bidirectional (encoder).
         normalization: `"rms"` (Keras RMSNormalization, Mixtral) or `"layer"`.
         layer_norm_epsilon: float.
@@ -48,6 +56,16 @@ class MoETransformerBlock(keras.layers.Layer):
         rope_max_wavelength: int.
         dropout: float, dropout on the attention and FFN outputs.
         kernel_initializer: initializer of the attention projections.
+
+    Call args:
+        hidden: `[b, s, h]`. padding_mask: optional `[b, s]`.
+        modality_ids: optional int `[b, s]`, passed to a `ModalityMoELayer`.
+        cache, cache_update_index: the KV cache (decoding), as in `CachedGroupedQueryAttention`.
+        training: bool.
+        return_routing: bool; also return the MoE layer's routing object (None for a dense FFN).
+
+    Returns:
+        `hidden`, or `(hidden, cache)` with a cache; with `return_routing`, `(that, routing)`.
     """
 
     def __init__(
@@ -69,14 +87,15 @@ class MoETransformerBlock(keras.layers.Layer):
             feed_forward = keras.saving.deserialize_keras_object(feed_forward)
         if not isinstance(feed_forward, (MoELayer, FeedForward)):
             raise ValueError(f"`feed_forward` must be an MoELayer or FeedForward. Received: feed_forward={feed_forward!r}")
-        self.num_heads, self.num_kv_heads = num_heads, num_kv_heads
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        self.num_kv_heads = check_positive_int("num_kv_heads", num_kv_heads)
         self.feed_forward = feed_forward
-        self.causal = bool(causal)
+        self.causal = check_bool("causal", causal)
         self.normalization = check_choice("normalization", normalization, NORMALIZATIONS)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.use_rotary = bool(use_rotary)
+        self.use_rotary = check_bool("use_rotary", use_rotary)
         self.rope_max_wavelength = rope_max_wavelength
-        self.dropout = float(dropout)
+        self.dropout = check_fraction("dropout", dropout)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.attention = CachedGroupedQueryAttention(
             num_heads, num_kv_heads, use_rotary=use_rotary, rope_max_wavelength=rope_max_wavelength,
@@ -91,13 +110,26 @@ class MoETransformerBlock(keras.layers.Layer):
     def is_moe(self):
         return isinstance(self.feed_forward, MoELayer)
 
+    def parameter_count(self, hidden_dim):
+        """`{"total", "active"}` weights for inputs of width `hidden_dim`, without building."""
+        fixed = self.attention.parameter_count(hidden_dim) + 2 * norm_parameter_count(self.normalization, hidden_dim)
+        if self.is_moe:
+            ffn = self.feed_forward.parameter_count(hidden_dim)
+        else:
+            count = self.feed_forward.parameter_count(hidden_dim)
+            ffn = {"total": count, "active": count}
+        return {"total": fixed + ffn["total"], "active": fixed + ffn["active"]}
+
     def build(self, input_shape):
         for layer in (self.attention_norm, self.attention, self.feed_forward_norm):
             layer.build(input_shape)
         if not self.feed_forward.built:
             self.feed_forward.build(input_shape)
 
-    def call(self, hidden, padding_mask=None, cache=None, cache_update_index=None, training=False):
+    def call(
+        self, hidden, padding_mask=None, modality_ids=None, cache=None, cache_update_index=None, training=False,
+        return_routing=False,
+    ):
         seq_len = ops.shape(hidden)[1]
         key_len = seq_len if cache is None else ops.shape(cache)[2]
         key_mask = padding_mask if cache is None else None
@@ -109,12 +141,18 @@ class MoETransformerBlock(keras.layers.Layer):
             attended, cache = attended
         hidden = hidden + self.dropout_layer(attended, training=training)
         normed = self.feed_forward_norm(hidden)
+        routing = None
         if self.is_moe:
-            ffn = self.feed_forward(normed, mask=padding_mask if cache is None else None, training=training)
+            context = {} if modality_ids is None else {"modality_ids": modality_ids}
+            mask = padding_mask if cache is None else None
+            ffn = self.feed_forward(normed, mask=mask, training=training, return_routing=return_routing, **context)
+            if return_routing:
+                ffn, routing = ffn
         else:
             ffn = self.feed_forward(normed)
         hidden = hidden + self.dropout_layer(ffn, training=training)
-        return hidden if cache is None else (hidden, cache)
+        outputs = hidden if cache is None else (hidden, cache)
+        return (outputs, routing) if return_routing else outputs
 
     def compute_output_shape(self, input_shape):
         return input_shape

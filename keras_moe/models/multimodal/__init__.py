@@ -8,9 +8,9 @@ from keras_moe.models.multimodal.classifiers import (
     image_expert,
     text_expert,
 )
-from keras_moe.models.multimodal.layers import IMAGE, TEXT, ModalityDropout, MultimodalTransformerBlock, PatchEmbedding
+from keras_moe.models.multimodal.layers import IMAGE, TEXT, ModalityDropout, PatchEmbedding
 from keras_moe.models.multimodal.multimodal_backbone import MultimodalMoEBackbone
-from keras_moe.models.multimodal.preprocessor import MultimodalClassifierPreprocessor
+from keras_moe.models.multimodal.preprocessor import MultimodalClassifierPreprocessor, prepare_images
 
 # Registers the serving signatures (`keras_moe.export.signatures_for`) of the classifiers above.
 from keras_moe.models.multimodal import serving  # noqa: E402,F401

@@ -6,11 +6,13 @@ import keras
 import keras_hub
 from keras import ops
 
-from keras_moe.experts.model_mixture import COMBINATIONS, MixtureOfModels
-from keras_moe.losses.mixture_loss import MixtureOfExpertsLoss, SeparateExpertsAndGateLoss
-from keras_moe.models.class_names import ClassNamesMixin
+from keras_moe.experts.model_mixture import MixtureOfModels
+from keras_moe.losses.combination import COMBINATIONS
+from keras_moe.losses.mixture_loss import MixtureOfExpertsLoss, SeparateExpertsAndGateLoss, pack_mixture
+from keras_moe.models.classifier_mixin import ClassifierMixin
 from keras_moe.models.multimodal.layers import IMAGE, TEXT
-from keras_moe.models.multimodal.multimodal_backbone import MultimodalMoEBackbone, multimodal_backbone_parameter_count
+from keras_moe.models.multimodal.multimodal_backbone import MultimodalMoEBackbone
+from keras_moe.models.multimodal.preprocessor import MultimodalClassifierPreprocessor
 from keras_moe.utils.validation import check_choice, check_positive_int
 
 INPUT_OF_MODALITY = {"image": "images", "text": "token_ids"}
@@ -24,7 +26,7 @@ def _masked_mean(hidden, mask):
 
 
 @keras.saving.register_keras_serializable(package="keras_moe")
-class MultimodalMoEClassifier(ClassNamesMixin, keras_hub.models.Task):
+class MultimodalMoEClassifier(ClassifierMixin, keras_hub.models.Task):
     """Classifies (image, name) pairs with a `MultimodalMoEBackbone`.
 
     Each modality's tokens are mean-pooled separately (after modality dropout), the pooled vectors
@@ -41,6 +43,7 @@ class MultimodalMoEClassifier(ClassNamesMixin, keras_hub.models.Task):
     """
 
     backbone_cls = MultimodalMoEBackbone
+    preprocessor_cls = MultimodalClassifierPreprocessor
 
     def __init__(self, backbone, num_classes, dropout=0.0, class_names=None, preprocessor=None, **kwargs):
         check_positive_int("num_classes", num_classes)
@@ -68,13 +71,6 @@ class MultimodalMoEClassifier(ClassNamesMixin, keras_hub.models.Task):
         self.dropout = dropout
         self.class_names = class_names
 
-    def analytic_parameter_count(self):
-        """The backbone's `{"total", "active"}` from its config (`multimodal_backbone_parameter_count`)."""
-        config = self.backbone.get_config()
-        for key in ("name", "trainable", "dtype"):
-            config.pop(key, None)
-        return multimodal_backbone_parameter_count(**config)
-
     def get_config(self):
         config = super().get_config()
         config.update({"num_classes": self.num_classes, "dropout": self.dropout, "class_names": self.class_names})
@@ -82,7 +78,7 @@ class MultimodalMoEClassifier(ClassNamesMixin, keras_hub.models.Task):
 
 
 @keras.saving.register_keras_serializable(package="keras_moe")
-class MultimodalMixtureClassifier(ClassNamesMixin, keras_hub.models.Task):
+class MultimodalMixtureClassifier(ClassifierMixin, keras_hub.models.Task):
     """A mixture over whole expert models: a text model, an image model and a gate that sees both.
 
     Each expert is any Keras model that maps its modality's input (`images [b, H, W, 3]` or
@@ -94,7 +90,12 @@ class MultimodalMixtureClassifier(ClassNamesMixin, keras_hub.models.Task):
     Hinton 2002; `combine_expert_outputs`); the model outputs its log, which works as logits for
     `SparseCategoricalCrossentropy(from_logits=True)`.
 
-    Objectives:
+    Outputs (one forward pass gives all three): `{"logits": [b, c]` (the log of the combined
+    probabilities, logits for `SparseCategoricalCrossentropy(from_logits=True)`),
+    `"expert_probabilities": [b, e, c]`, `"gate_weights": [b, e]}` (experts in the order image,
+    text; with one expert `e = 1` and the weight is 1).
+
+    Objectives (`objective`, used by `compile(loss="auto")`, the default):
     - `"likelihood"`: cross-entropy of the combined output, e.g. `-log sum_e g_e p_e(y)` (Jacobs,
       Jordan, Nowlan & Hinton 1991, eq. 1.3 for classification; the experts cooperate through the gate);
     - `"per_expert"`: `sum_e g_e * CE(y, p_e)` (their eq. 1.2, `MixtureOfExpertsLoss`): each expert
@@ -104,9 +105,10 @@ class MultimodalMixtureClassifier(ClassNamesMixin, keras_hub.models.Task):
       it would be trained alone, and the gate only learns how to weight their fixed predictions.
       When one expert fits the training set much faster (here the name expert), the first two
       objectives let the gate hand it every example and starve the other expert; this one cannot.
-    `"per_expert"` and `"separate"` are computed from a second forward pass of the mixture in
-    `compute_loss` (the model's output stays the combined log-probabilities); `compile` sets this
-    loss whatever loss it is given.
+    The objective's loss is computed from the same forward pass as the predictions (`compute_loss`
+    reads the expert probabilities and gate weights of the model's outputs). A loss passed to
+    `compile` explicitly replaces the objective and is applied to `"logits"`; metrics (default:
+    accuracy) are computed on `"logits"`.
 
     With a single expert there is no gate: the model is that expert alone (the single-modality
     baselines of the benchmark use this, so they train through the same code).
@@ -127,6 +129,8 @@ class MultimodalMixtureClassifier(ClassNamesMixin, keras_hub.models.Task):
         class_names, preprocessor: as for `MultimodalMoEClassifier`.
     """
 
+    preprocessor_cls = MultimodalClassifierPreprocessor
+
     def __init__(self, experts, num_classes, gate_network=None, gate="dense", objective="likelihood", combination="arithmetic",
                  gate_smoothing=0.0, expert_dropout=0.0, image_size=32, sequence_length=16, class_names=None, preprocessor=None,
                  **kwargs):
@@ -143,6 +147,8 @@ class MultimodalMixtureClassifier(ClassNamesMixin, keras_hub.models.Task):
         modalities = [m for m in ("image", "text") if m in experts]
         if objective in ("per_expert", "separate") and len(modalities) < 2:
             raise ValueError(f"The {objective!r} objective needs two experts.")
+        self.objective = objective  # read by `compile`, which `Task.__init__` calls
+        self.combination = combination
         # === Layers ===
         self.preprocessor = preprocessor
         self.experts = experts
@@ -156,6 +162,8 @@ class MultimodalMixtureClassifier(ClassNamesMixin, keras_hub.models.Task):
         }
         if len(modalities) == 1:
             probabilities = experts[modalities[0]](inputs[INPUT_OF_MODALITY[modalities[0]]])
+            expert_probabilities = ops.cast(probabilities, "float32")[:, None, :]
+            gate_weights = ops.ones_like(expert_probabilities[:, :, 0])
         else:
             self.gate_network = gate_network if gate_network is not None else MultimodalGateNetwork(name="gate_network")
             self.mixture = MixtureOfModels(
@@ -163,19 +171,17 @@ class MultimodalMixtureClassifier(ClassNamesMixin, keras_hub.models.Task):
                 gate=gate, return_expert_outputs=True, combination=combination, gate_smoothing=gate_smoothing,
                 expert_dropout=expert_dropout, name="mixture",
             )
-            probabilities = self.mixture([inputs["images"], inputs["token_ids"]])["prediction"]
+            mixed = self.mixture([inputs["images"], inputs["token_ids"]])
+            probabilities, expert_probabilities, gate_weights = mixed["prediction"], mixed["expert_outputs"], mixed["gate_weights"]
         logits = ops.log(ops.cast(probabilities, "float32") + _EPSILON)
-        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        outputs = {"logits": logits, "expert_probabilities": expert_probabilities, "gate_weights": gate_weights}
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         # === Config ===
         self.modalities = modalities
         self.num_classes = num_classes
-        self.objective = objective
-        self.combination = combination
         self.gate_smoothing = gate_smoothing
         self.expert_dropout = expert_dropout
         self.gate = gate
-        if objective != "likelihood":
-            self.compile()  # Task's default compile ran before `objective` was set
         self.image_size = image_size
         self.sequence_length = sequence_length
         self.class_names = class_names
@@ -189,18 +195,31 @@ class MultimodalMixtureClassifier(ClassNamesMixin, keras_hub.models.Task):
             return ops.ones((ops.shape(x[INPUT_OF_MODALITY[self.modalities[0]]])[0], 1), "float32")
         return self.mixture.gate_probabilities(self._mixture_inputs(x))
 
-    def compile(self, *args, **kwargs):
-        objective = getattr(self, "objective", None)
-        if objective in ("per_expert", "separate"):
-            args = args[:1]  # (optimizer, loss, ...) positionally: only the optimizer is kept
-            kwargs["loss"] = (MixtureOfExpertsLoss("sparse_categorical_crossentropy") if objective == "per_expert"
-                              else SeparateExpertsAndGateLoss(self.combination))
-        super().compile(*args, **kwargs)
+    def compile(self, optimizer="rmsprop", loss="auto", *, metrics="auto", **kwargs):
+        """Keras's `compile`; `loss="auto"` is the objective's loss (see the class docstring),
+        `metrics="auto"` is accuracy on the logits. Any other `loss` is applied to `"logits"`."""
+        self._objective_loss = loss == "auto" and self.objective != "likelihood"
+        if loss == "auto":
+            loss = {
+                "likelihood": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                "per_expert": MixtureOfExpertsLoss("sparse_categorical_crossentropy"),
+                "separate": SeparateExpertsAndGateLoss(self.combination),
+            }[self.objective]
+        if metrics == "auto":
+            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if getattr(self, "objective", None) in ("per_expert", "separate") and y is not None and self.mixture is not None:
-            y_pred = self.mixture(self._mixture_inputs(x), training=training)["mixture"]
+        """The compiled loss on this forward pass's outputs: the packed expert probabilities and
+        gate weights for the objective's loss, else the logits."""
+        if getattr(self, "_objective_loss", False):
+            y_pred = pack_mixture(y_pred["expert_probabilities"], y_pred["gate_weights"])
+        else:
+            y_pred = y_pred["logits"]
         return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, y_pred["logits"], sample_weight=sample_weight)
 
     def get_config(self):
         return {

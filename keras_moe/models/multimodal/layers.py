@@ -1,4 +1,4 @@
-"""Building blocks of the multimodal models: patch embedding, modality dropout, a modality-aware block.
+"""Building blocks of the multimodal models: patch embedding and modality dropout.
 
 Axis letters: `b` batch, `s` sequence (image patches then text tokens), `h` hidden, `p` patches.
 Modality ids everywhere: 0 = text, 1 = image (`TEXT`, `IMAGE`).
@@ -8,11 +8,7 @@ import keras
 import keras_hub
 from keras import ops
 
-from keras_moe.experts.feed_forward import FeedForward
-from keras_moe.layers.modality_moe_layer import ModalityMoELayer
-from keras_moe.models.moe_transformer.attention import CachedGroupedQueryAttention
-from keras_moe.models.moe_transformer.transformer_block import NORMALIZATIONS, attention_mask, make_norm
-from keras_moe.utils.validation import check_choice, check_positive_int
+from keras_moe.utils.validation import check_fraction, check_positive_int
 
 TEXT, IMAGE = 0, 1
 MODALITIES = {"text": TEXT, "image": IMAGE}
@@ -55,6 +51,15 @@ class PatchEmbedding(keras.layers.Layer):
     @property
     def num_patches(self):
         return (self.image_size // self.patch_size) ** 2
+
+    def parameter_count(self, num_channels):
+        """Weights for images with `num_channels` channels (without building): stem convolutions,
+        the patch projection and the patch positions, all with biases."""
+        total, channels = 0, num_channels
+        for width in self.stem_filters:
+            total += 9 * channels * width + width
+            channels = width
+        return total + self.patch_size ** 2 * channels * self.hidden_dim + self.hidden_dim + self.num_patches * self.hidden_dim
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -99,9 +104,7 @@ class ModalityDropout(keras.layers.Layer):
 
     def __init__(self, rate=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 0.5:
-            raise ValueError(f"`rate` must be a number in [0, 0.5]. Received: rate={rate!r}")
-        self.rate = float(rate)
+        self.rate = check_fraction("rate", rate, upper=0.5, include_upper=True)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -119,78 +122,4 @@ class ModalityDropout(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"rate": self.rate, "seed": self.seed})
-        return config
-
-
-@keras.saving.register_keras_serializable(package="keras_moe")
-class MultimodalTransformerBlock(keras.layers.Layer):
-    """Pre-norm encoder block over a mixed image/text sequence: shared attention, then an FFN that
-    is a `ModalityMoELayer` (seeing each token's modality id) or a dense `FeedForward`.
-
-    Args:
-        num_heads: int.
-        feed_forward: a `ModalityMoELayer` or `FeedForward` (or its serialised config).
-        normalization: `"layer"` or `"rms"`. layer_norm_epsilon: float.
-        dropout: float, on the attention and FFN outputs.
-        kernel_initializer: initializer of the attention projections.
-
-    Call args: `hidden [b, s, h]`, `padding_mask [b, s]`, `modality_ids [b, s]`, `training`.
-    """
-
-    def __init__(self, num_heads, feed_forward, normalization="layer", layer_norm_epsilon=1e-5, dropout=0.0,
-                 kernel_initializer="glorot_uniform", **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(feed_forward, dict):
-            feed_forward = keras.saving.deserialize_keras_object(feed_forward)
-        if not isinstance(feed_forward, (ModalityMoELayer, FeedForward)):
-            raise ValueError(f"`feed_forward` must be a ModalityMoELayer or FeedForward. Received: feed_forward={feed_forward!r}")
-        self.num_heads = check_positive_int("num_heads", num_heads)
-        self.feed_forward = feed_forward
-        self.normalization = check_choice("normalization", normalization, NORMALIZATIONS)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
-        self.dropout = float(dropout)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.attention = CachedGroupedQueryAttention(num_heads, num_heads, use_rotary=False, kernel_initializer=kernel_initializer,
-                                                     dtype=self.dtype_policy, name="attention")
-        self.attention_norm = make_norm(normalization, layer_norm_epsilon, self.dtype_policy, "attention_norm")
-        self.feed_forward_norm = make_norm(normalization, layer_norm_epsilon, self.dtype_policy, "feed_forward_norm")
-        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
-
-    @property
-    def is_moe(self):
-        return isinstance(self.feed_forward, ModalityMoELayer)
-
-    def build(self, input_shape):
-        for layer in (self.attention_norm, self.attention, self.feed_forward_norm):
-            layer.build(input_shape)
-        if not self.feed_forward.built:
-            self.feed_forward.build(input_shape)
-
-    def call(self, hidden, padding_mask, modality_ids, training=False):
-        length = ops.shape(hidden)[1]
-        mask = attention_mask(padding_mask, length, length, causal=False)
-        attended = self.attention(self.attention_norm(hidden), attention_mask=mask, training=training)
-        hidden = hidden + self.dropout_layer(attended, training=training)
-        normed = self.feed_forward_norm(hidden)
-        if self.is_moe:
-            ffn = self.feed_forward(normed, modality_ids=modality_ids, mask=padding_mask, training=training)
-        else:
-            ffn = self.feed_forward(normed)
-        return hidden + self.dropout_layer(ffn, training=training)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({
-            "num_heads": self.num_heads,
-            "feed_forward": keras.saving.serialize_keras_object(self.feed_forward),
-            "normalization": self.normalization,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "dropout": self.dropout,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-        })
         return config

@@ -2,11 +2,33 @@
 
 import keras
 import keras_hub
+import tensorflow as tf
 from keras_hub.layers import StartEndPacker
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
-from keras_moe.data.emoji import prepare_images
 from keras_moe.utils.validation import check_positive_int
+
+
+def prepare_images(images, image_size):
+    """uint8 `[b, h, w, 3 | 4]` -> float32 `[b, image_size, image_size, 3]` in [0, 1] (TensorFlow ops).
+
+    RGBA is composited on white (the emoji's background is transparent); the result is resized
+    with antialiasing. Used by the data pipeline and inside the serving graph, so both agree.
+    """
+    images = tf.convert_to_tensor(images)
+    pixels = tf.cast(images, tf.float32) / 255.0
+    channels = tf.shape(pixels)[-1]
+
+    def composite():
+        alpha = pixels[..., 3:4]
+        return pixels[..., :3] * alpha + (1.0 - alpha)
+
+    rgb = tf.cond(tf.equal(channels, 4), composite, lambda: pixels[..., :3]) if pixels.shape[-1] is None else (
+        composite() if pixels.shape[-1] == 4 else pixels[..., :3]
+    )
+    if rgb.shape[1] == image_size and rgb.shape[2] == image_size:
+        return rgb
+    return tf.clip_by_value(tf.image.resize(rgb, (image_size, image_size), antialias=True), 0.0, 1.0)
 
 
 @keras.saving.register_keras_serializable(package="keras_moe")

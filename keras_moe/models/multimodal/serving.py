@@ -12,38 +12,22 @@ plus `gate_weights [b, e]` for `MultimodalMixtureClassifier` (experts: image, te
 TF Text ops (`MultimodalClassifierPreprocessor`). Bad inputs fail with `InvalidArgumentError`
 naming the problem: images that are not 3 or 4 channels or have an empty side, a batch size that
 differs between images and names, an empty name, bytes that are not UTF-8, undecodable image bytes.
-"""
 
-import contextlib
+`MultimodalMoEClassifier` also serves `routing(images, names)`: `padding_mask [b, p + s]`,
+`modality_ids [p + s]` (1 image patch, 0 text token) and, per MoE layer, `<layer>_expert_ids` and
+`<layer>_expert_weights [b, p + s, k]` from the backbone's `call_with_routing`.
+"""
 
 import tensorflow as tf
 
-from keras_moe.export.signatures import register_signatures
-from keras_moe.data.emoji import prepare_images
-from keras_moe.layers.modality_moe_layer import ModalityMoELayer
-from keras_moe.layers.search import moe_layers
+from keras_moe.export import check_strings, register_signatures, require_preprocessor, routing_outputs
+from keras_moe.layers.search import routing_statistics
 from keras_moe.models.multimodal.classifiers import MultimodalMixtureClassifier, MultimodalMoEClassifier
+from keras_moe.models.multimodal.preprocessor import prepare_images
 
 IMAGES_SPEC = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
 PNG_SPEC = tf.TensorSpec([None], tf.string, name="png_bytes")
 NAMES_SPEC = tf.TensorSpec([None], tf.string, name="names")
-
-
-def check_names(names):
-    """Every name non-empty and valid UTF-8: decoding with U+FFFD for bad bytes and encoding again
-    gives back exactly the input only when it is valid UTF-8."""
-    codepoints = tf.strings.unicode_decode(names, "UTF-8", errors="replace", replacement_char=0xFFFD)
-    checks = [
-        tf.debugging.assert_greater(
-            tf.strings.length(names), 0, message="Every `names` entry must be a non-empty string; received an empty string."
-        ),
-        tf.debugging.Assert(  # no data in the message: the bad bytes would not print
-            tf.reduce_all(tf.equal(tf.strings.unicode_encode(codepoints, "UTF-8"), names)),
-            ["Every `names` entry must be valid UTF-8; received bytes that are not."],
-        ),
-    ]
-    with tf.control_dependencies(checks):
-        return tf.identity(names)
 
 
 def check_images(images, names):
@@ -83,60 +67,36 @@ def decode_images(png, image_size):
     return tf.map_fn(decode, png, fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
 
 
-@contextlib.contextmanager
-def no_metric_updates(model):
-    """While tracing: MoE layers write no routing statistics (a served graph must not update metrics)."""
-    from keras_moe.export.tracing import serving_trace
-
-    layers = moe_layers(model, ModalityMoELayer)
-    try:
-        for layer in layers:
-            layer.modality_stats.update_state = lambda *args, **kwargs: None
-        with serving_trace(model):
-            yield
-    finally:
-        for layer in layers:
-            layer.modality_stats.__dict__.pop("update_state", None)
-
-
-def _preprocessor(model):
-    preprocessor = getattr(model, "preprocessor", None)
-    if preprocessor is None:
-        raise ValueError(
-            f"Exporting {type(model).__name__} for serving needs its preprocessor, so the SavedModel can take raw "
-            "images and names; received preprocessor=None. Attach one: `model.preprocessor = data.preprocessor()`."
-        )
-    if not preprocessor.built:
-        preprocessor.build(None)
-    return preprocessor
-
-
 def multimodal_signatures(model):
-    preprocessor = _preprocessor(model)
+    preprocessor = require_preprocessor(model, "raw images and names")
     class_names = tf.constant(model.class_names or [str(i) for i in range(model.num_classes)])
     mixture = isinstance(model, MultimodalMixtureClassifier)
 
     def predict(features):
-        with no_metric_updates(model):
+        with routing_statistics(model, enabled=False):
             logits = model(features, training=False)
-            outputs = {}
-            if mixture:
-                outputs["gate_weights"] = tf.cast(model.gate_weights(features), tf.float32)
+        outputs = {}
+        if mixture:
+            outputs["gate_weights"] = tf.cast(logits["gate_weights"], tf.float32)
+            logits = logits["logits"]
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
         class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         outputs.update({"probabilities": probabilities, "class_ids": class_ids, "labels": tf.gather(class_names, class_ids)})
         return outputs
 
+    def features(images, names):
+        names = check_strings(names, "names")
+        images = check_images(images, names)
+        return preprocessor({"images": images, "names": names})
+
     @tf.function(input_signature=[IMAGES_SPEC, NAMES_SPEC])
     def serving_default(images, names):
-        names = check_names(names)
-        images = check_images(images, names)
-        return predict(preprocessor({"images": images, "names": names}))
+        return predict(features(images, names))
 
     @tf.function(input_signature=[PNG_SPEC, NAMES_SPEC])
     def serve_png(png_bytes, names):
         png = png_bytes
-        names = check_names(names)
+        names = check_strings(names, "names")
         tf.debugging.Assert(tf.equal(tf.shape(png)[0], tf.shape(names)[0]),
                             ["`png_bytes` and `names` must hold the same number of examples; received shapes", tf.shape(png),
                              tf.shape(names)])
@@ -146,7 +106,20 @@ def multimodal_signatures(model):
         features["images"] = images
         return predict(features)
 
-    return {"serving_default": serving_default, "serve_png": serve_png}
+    signatures = {"serving_default": serving_default, "serve_png": serve_png}
+    if isinstance(model, MultimodalMoEClassifier):
+
+        @tf.function(input_signature=[IMAGES_SPEC, NAMES_SPEC])
+        def routing(images, names):
+            inputs = features(images, names)
+            with routing_statistics(model, enabled=False):
+                _, padding_mask, routings = model.backbone.call_with_routing(inputs, training=False)
+            outputs = {"padding_mask": tf.cast(padding_mask, tf.bool), "modality_ids": model.backbone.modality_ids()}
+            outputs.update(routing_outputs(routings, tf.shape(padding_mask)))
+            return outputs
+
+        signatures["routing"] = routing
+    return signatures
 
 
 register_signatures(MultimodalMoEClassifier)(multimodal_signatures)

@@ -1,4 +1,5 @@
-"""`keras-moe train`: strategy, data, model, `model.fit`, then metrics, plots, a sample and an export."""
+"""One training run (`keras-moe train`): strategy, data, model, `model.fit`, then metrics, plots, a
+sample and an export."""
 
 import logging
 import os
@@ -8,11 +9,10 @@ import keras
 from omegaconf import OmegaConf
 
 from keras_moe import analysis
-from keras_moe.cli import artifacts
-from keras_moe.cli.building import backbone_config, build_data, build_model, instantiate
 from keras_moe.export import export_saved_model
-from keras_moe.models import backbone_parameter_count
 from keras_moe.params import count_params
+from keras_moe.training import artifacts
+from keras_moe.training.building import attach_preprocessor, backbone_parameter_count, build_data, build_model, instantiate
 
 log = logging.getLogger("keras_moe")
 
@@ -32,26 +32,6 @@ def callbacks(cfg, output_dir):
     return result
 
 
-def attach_data_preprocessing(model, data):
-    """Gives a task model its data's preprocessor (tokenizer) and class names, so that `fit` takes the
-    data's raw strings and the saved model and its SavedModel export serve raw strings."""
-    if getattr(model, "preprocessor", "absent") is None and hasattr(data, "preprocessor"):
-        model.preprocessor = data.preprocessor()
-    if hasattr(model, "class_names") and model.class_names is None and hasattr(data, "class_names"):
-        model.class_names = data.class_names
-
-
-def analytic_parameter_count(cfg, model):
-    """The backbone's parameters from its config: the text backbone's formula, or the model's own
-    `analytic_parameter_count()` (multimodal backbones); None for models without either."""
-    counter = getattr(model, "analytic_parameter_count", None)
-    if counter is not None:
-        return counter()
-    if "backbone" not in cfg.model:
-        return None
-    return backbone_parameter_count(**backbone_config(cfg))
-
-
 def train(cfg, extra_callbacks=()):
     """Runs one training job described by `cfg`; returns the metrics dict written to `metrics.json`."""
     output_dir = cfg.output_dir
@@ -60,9 +40,9 @@ def train(cfg, extra_callbacks=()):
     strategy = instantiate(cfg.strategy, "strategy")
     data = build_data(cfg)
     model = build_model(cfg, strategy)
-    attach_data_preprocessing(model, data)
+    attach_preprocessor(model, data)
     params = count_params(model)
-    analytic = analytic_parameter_count(cfg, model)
+    analytic = backbone_parameter_count(cfg)
     log.info("%s: %s parameters, %s active per token", cfg.name, f"{params['total']:,}", f"{params['active']:,}")
 
     start = time.time()

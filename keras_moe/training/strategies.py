@@ -23,6 +23,7 @@ from keras_moe.distribution import expert_parallel
 from keras_moe.distribution.keras_fixes import fix_keras_distributed_fit
 from keras_moe.distribution.replicas import num_replicas_in_sync
 from keras_moe.distribution.tf_config import parse_tf_config
+from keras_moe.utils.validation import check_positive_int
 
 
 def default_strategy():
@@ -44,11 +45,11 @@ def mirrored_strategy(num_replicas=None, cpu_devices=None):
     """
     tf = _tensorflow("mirrored")
     if cpu_devices is not None:
-        _logical_cpus(tf, _positive_int("cpu_devices", cpu_devices))
+        _logical_cpus(tf, check_positive_int("cpu_devices", cpu_devices))
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     if num_replicas is None:
         num_replicas = len(devices)
-    num_replicas = _positive_int("num_replicas", num_replicas)
+    num_replicas = check_positive_int("num_replicas", num_replicas)
     if num_replicas > len(devices):
         raise ValueError(f"strategy `mirrored` asks for num_replicas={num_replicas} but this host has "
                          f"{len(devices)} device(s): {[d.name for d in devices]} (on CPU set `strategy.cpu_devices`).")
@@ -88,7 +89,7 @@ def tpu_strategy(tpu="", zone=None, project=None):
     return tf.distribute.TPUStrategy(resolver)
 
 
-def data_parallel(num_devices=None):
+def data_parallel_strategy(num_devices=None):
     """JAX: `keras.distribution.DataParallel`, set as the global distribution (the batch is split)."""
     distribution = expert_parallel.data_parallel_distribution(num_devices)
     keras.distribution.set_distribution(distribution)
@@ -144,9 +145,3 @@ def _logical_cpus(tf, count):
         have = len(tf.config.list_logical_devices("CPU"))
         raise ValueError(f"Cannot split the CPU into cpu_devices={count} logical devices: TensorFlow has already "
                          f"started with {have}. Create the strategy before any TensorFlow operation.") from error
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
-    return value

@@ -1,11 +1,14 @@
-"""Config -> objects: data, model, optimizer, with errors that name the bad key and value."""
+"""Config -> objects: data, model, optimizer, preprocessor, with errors that name the bad key and value."""
+
+import inspect
 
 import hydra
 import keras
+import keras_hub
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from keras_moe.cli.strategies import check_batch_size, strategy_scope
+from keras_moe.training.strategies import check_batch_size, strategy_scope
 
 
 class ConfigError(ValueError):
@@ -54,18 +57,41 @@ def build_optimizer(cfg):
 
 
 def compile_model(model, optimizer, cfg):
-    from keras_moe.models import MoECausalLM
+    """`model.compile` with the task's own defaults (loss and metrics `"auto"`), the optimizer, XLA
+    as configured and, for language models, the configured sampler."""
+    kwargs = {"optimizer": optimizer, "jit_compile": bool(cfg.trainer.jit_compile)}
+    if isinstance(model, keras_hub.models.CausalLM):
+        kwargs["sampler"] = cfg.trainer.sampler
+    model.compile(**kwargs)
 
-    jit_compile = bool(cfg.trainer.jit_compile)
-    if isinstance(model, MoECausalLM):
-        model.compile(optimizer=optimizer, sampler=cfg.trainer.sampler, jit_compile=jit_compile)
-    else:
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=jit_compile,
-        )
+
+def attach_preprocessor(model, data):
+    """Gives a task model a preprocessor built from its data (`data.preprocessor_arguments()`: the
+    tokenizer, sequence length, ...) and the data's class names, so that `fit` takes the data's raw
+    examples and the saved model and its SavedModel export serve raw inputs. A model that already
+    has a preprocessor keeps it."""
+    if getattr(model, "preprocessor", "absent") is None and hasattr(data, "preprocessor_arguments"):
+        cls = getattr(model, "preprocessor_cls", None)
+        if cls is None:
+            raise ValueError(f"{type(model).__name__} names no `preprocessor_cls`; cannot build a preprocessor for its data.")
+        arguments = data.preprocessor_arguments()
+        accepted = inspect.signature(cls.__init__).parameters
+        model.preprocessor = cls(**{k: v for k, v in arguments.items() if k in accepted})
+    if hasattr(model, "class_names") and model.class_names is None and hasattr(data, "class_names"):
+        model.class_names = data.class_names
+    return model
+
+
+def backbone_parameter_count(cfg):
+    """`{"total", "active"}` of the configured model's backbone from its config, without allocating
+    its weights (the backbone class's `parameter_count`); None for a model without a backbone config."""
+    node = cfg.model.get("backbone")
+    if node is None or "_target_" not in node:
+        return None
+    cls = hydra.utils.get_class(node["_target_"])
+    if not hasattr(cls, "parameter_count"):
+        return None
+    return cls.parameter_count(**backbone_config(cfg))
 
 
 def backbone_config(cfg):

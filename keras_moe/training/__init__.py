@@ -1,0 +1,16 @@
+"""Training runs as a library: configs to objects, `model.fit`, artefacts. The `keras-moe` CLI, the
+benchmarks and the configs (`conf/strategy/*.yaml`) use it; the layers and models never need it."""
+
+from keras_moe.training.building import (
+    ConfigError,
+    attach_preprocessor,
+    backbone_config,
+    backbone_parameter_count,
+    build_data,
+    build_model,
+    build_optimizer,
+    compile_model,
+    instantiate,
+)
+from keras_moe.training.config import compose_config
+from keras_moe.training.run import train
