@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_moe.export.saved_model import list_versions
-from keras_moe.serving.rest import InputSpec, RequestError
+from keras_moe.serving.specs import InputSpec, RequestError
 
 log = logging.getLogger("keras_moe.serving")
 
