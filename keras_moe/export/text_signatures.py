@@ -12,12 +12,14 @@
 
 Tokenization runs in the graph with the model's keras-hub tokenizer (TensorFlow and TF Text ops).
 Every text must be non-empty valid UTF-8; otherwise the call fails with `InvalidArgumentError`
-naming the problem.
+naming the problem. Each text is cut to `64 * sequence_length` characters before tokenizing (its
+beginning for the classifier, its end for the LM: `keras_moe.export.text_bounds`).
 """
 
 import tensorflow as tf
 
 from keras_moe.export.signatures import register_signatures
+from keras_moe.export.text_bounds import cut_text
 from keras_moe.export.tracing import serving_trace
 from keras_moe.models import MoECausalLM, MoETextClassifier
 
@@ -62,7 +64,7 @@ def _preprocessor(model):
 
 def tokenize_last(tokenizer, text, sequence_length):
     """`(token_ids [b, s], padding_mask [b, s], lengths [b])`, keeping each text's last `s` tokens."""
-    tokens = tokenizer(check_text(text))
+    tokens = tokenizer(cut_text(check_text(text), sequence_length, keep="last"))
     if not isinstance(tokens, tf.RaggedTensor):
         raise ValueError("The tokenizer must return ragged token ids (sequence_length=None) for serving.")
     tokens = tf.cast(tokens[:, -sequence_length:], tf.int32)
@@ -98,7 +100,7 @@ def classifier_signatures(model):
     probabilities_out = model.activation == "softmax"
 
     def features(text):
-        return preprocessor(check_text(text))
+        return preprocessor(cut_text(check_text(text), preprocessor.sequence_length, keep="first"))
 
     @tf.function(input_signature=[TEXT_SPEC])
     def serving_default(text):

@@ -12,6 +12,7 @@ plus `gate_weights [b, e]` for `MultimodalMixtureClassifier` (experts: image, te
 TF Text ops (`MultimodalClassifierPreprocessor`). Bad inputs fail with `InvalidArgumentError`
 naming the problem: images that are not 3 or 4 channels or have an empty side, a batch size that
 differs between images and names, an empty name, bytes that are not UTF-8, undecodable image bytes.
+Names are cut to `64 * sequence_length` characters before tokenizing (`keras_moe.export.text_bounds`).
 """
 
 import contextlib
@@ -19,6 +20,7 @@ import contextlib
 import tensorflow as tf
 
 from keras_moe.export.signatures import register_signatures
+from keras_moe.export.text_bounds import cut_text
 from keras_moe.data.emoji import prepare_images
 from keras_moe.layers.modality_moe_layer import ModalityMoELayer
 from keras_moe.layers.search import moe_layers
@@ -127,16 +129,19 @@ def multimodal_signatures(model):
         outputs.update({"probabilities": probabilities, "class_ids": class_ids, "labels": tf.gather(class_names, class_ids)})
         return outputs
 
+    def checked_names(names):  # cut to the context before tokenizing (keras_moe.export.text_bounds)
+        return cut_text(check_names(names), preprocessor.sequence_length, keep="first")
+
     @tf.function(input_signature=[IMAGES_SPEC, NAMES_SPEC])
     def serving_default(images, names):
-        names = check_names(names)
+        names = checked_names(names)
         images = check_images(images, names)
         return predict(preprocessor({"images": images, "names": names}))
 
     @tf.function(input_signature=[PNG_SPEC, NAMES_SPEC])
     def serve_png(png_bytes, names):
         png = png_bytes
-        names = check_names(names)
+        names = checked_names(names)
         tf.debugging.Assert(tf.equal(tf.shape(png)[0], tf.shape(names)[0]),
                             ["`png_bytes` and `names` must hold the same number of examples; received shapes", tf.shape(png),
                              tf.shape(names)])
