@@ -8,8 +8,8 @@ The model spec's `version` picks a version (default: the newest served), `signat
 signature (default `serving_default`); version labels are not supported. Versions behave exactly as
 over REST (`keras_moe.serving.versions`). Errors: INVALID_ARGUMENT for a bad request, NOT_FOUND for
 an unknown model or a version that is not served, UNAVAILABLE when no version is (or the asked
-version is still loading). Every other method, including `ModelService/HandleReloadConfigRequest`
-(loading and unloading models), answers UNIMPLEMENTED.
+version is still loading). `Classify`, `Regress`, `MultiInference` and
+`ModelService/HandleReloadConfigRequest` (loading and unloading models) answer UNIMPLEMENTED.
 """
 
 import concurrent.futures
@@ -41,6 +41,12 @@ def _answer(context, method, function, request):
     except ModelFailure as error:
         code, message = grpc.StatusCode.INTERNAL, str(error)
     context.abort(code, message)
+
+
+def _not_offered(context, method, instead):
+    """grpc's generated servicer raises (and logs a traceback) for methods it lacks; answer plainly."""
+    log.warning("gRPC %s -> UNIMPLEMENTED", method)
+    context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not offered by this server; {instead}")
 
 
 class _Models:
@@ -77,6 +83,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def GetModelMetadata(self, request, context):
         return _answer(context, "GetModelMetadata", self._metadata, request)
+
+    def Classify(self, request, context):
+        _not_offered(context, "Classify", "use Predict (the models export predict signatures).")
+
+    def Regress(self, request, context):
+        _not_offered(context, "Regress", "use Predict (the models export predict signatures).")
+
+    def MultiInference(self, request, context):
+        _not_offered(context, "MultiInference", "use Predict (the models export predict signatures).")
 
     def _predict(self, request):
         name, model, version = self.models.resolve(request.model_spec)
@@ -118,6 +133,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     def GetModelStatus(self, request, context):
         return _answer(context, "GetModelStatus", self._status, request)
+
+    def HandleReloadConfigRequest(self, request, context):
+        _not_offered(context, "HandleReloadConfigRequest", "models load from the served folder, never over the network.")
 
     def _status(self, request):
         _, model, version = self.models.resolve(request.model_spec)

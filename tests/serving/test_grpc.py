@@ -119,8 +119,8 @@ def test_bad_requests_get_the_tf_serving_error_codes(server, stubs, case, make, 
     assert server["process"].poll() is None
 
 
-def test_metadata_needs_signature_def_and_reload_config_is_not_offered(stubs):
-    from tensorflow_serving.apis import get_model_metadata_pb2, model_management_pb2
+def test_metadata_needs_signature_def_and_reload_config_is_not_offered(server, stubs):
+    from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, model_management_pb2
 
     request = get_model_metadata_pb2.GetModelMetadataRequest()
     request.model_spec.name = "fortunes"
@@ -129,4 +129,9 @@ def test_metadata_needs_signature_def_and_reload_config_is_not_offered(stubs):
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "signature_def" in error.value.details()
     with pytest.raises(grpc.RpcError) as error:  # loading/unloading models over the network: not offered
         stubs[1].HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(), timeout=30)
-    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED and "never over the network" in error.value.details()
+    with pytest.raises(grpc.RpcError) as error:
+        stubs[0].Classify(classification_pb2.ClassificationRequest(), timeout=30)
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED and "use Predict" in error.value.details()
+    with open(server["log"]) as handle:
+        assert "Traceback" not in handle.read()
