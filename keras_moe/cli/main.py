@@ -5,7 +5,7 @@
     keras-moe generate "prompt" [recipe=NAME] [key=value ...]
     keras-moe params [model=NAME] [key=value ...]
     keras-moe export [recipe=NAME] [key=value ...]
-    keras-moe serve saved_models/NAME [--host 127.0.0.1] [--port 8501]
+    keras-moe serve saved_models/NAME [--host 127.0.0.1] [--port 8501] [--grpc-port 8500]
     keras-moe launch --workers N -- train [key=value ...]   # multi-worker training on this host
 """
 

@@ -6,6 +6,8 @@ a server answers as a client error.
 
 import tensorflow as tf
 
+from keras_moe.export.text_bounds import cut_text
+
 TEXT_SPEC = tf.TensorSpec([None], tf.string, name="text")
 
 
@@ -45,7 +47,7 @@ def require_preprocessor(model, inputs="raw strings"):
 
 def tokenize_last(tokenizer, text, sequence_length):
     """`(token_ids [b, s], padding_mask [b, s], lengths [b])`, keeping each text's last `s` tokens."""
-    tokens = tokenizer(check_strings(text))
+    tokens = tokenizer(cut_text(check_strings(text), sequence_length, keep="last"))
     if not isinstance(tokens, tf.RaggedTensor):
         raise ValueError("The tokenizer must return ragged token ids (sequence_length=None) for serving.")
     tokens = tf.cast(tokens[:, -sequence_length:], tf.int32)

@@ -11,6 +11,7 @@ polling the folder never sees a half-written version.
 """
 
 import os
+import re
 import shutil
 import tempfile
 
@@ -26,10 +27,13 @@ def next_version(root):
 
 
 def list_versions(root):
-    """Sorted integer version folders under `root` (hidden or non-integer entries are ignored)."""
+    """Sorted integer version folders under `root` (hidden or non-integer entries are ignored).
+
+    Only ASCII digits count: `str.isdigit` also accepts names like '²' that `int` refuses.
+    """
     if not os.path.isdir(root):
         return []
-    return sorted(int(d) for d in os.listdir(root) if d.isdigit() and os.path.isdir(os.path.join(root, d)))
+    return sorted(int(d) for d in os.listdir(root) if re.fullmatch(r"[0-9]+", d) and os.path.isdir(os.path.join(root, d)))
 
 
 def write_saved_model(model, path):

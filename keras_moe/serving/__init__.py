@@ -1,4 +1,5 @@
-"""Serving exported SavedModels over TF Serving's REST API (`keras-moe serve`), built on KServe."""
+"""Serving exported SavedModels over TF Serving's REST and gRPC APIs (`keras-moe serve`)."""
 
-from keras_moe.serving.rest import RequestError, make_response, parse_request
-from keras_moe.serving.servable import LoadedVersion, VersionedModel
+from keras_moe.serving.rest import make_response, parse_request
+from keras_moe.serving.specs import InputSpec, RequestError
+from keras_moe.serving.versions import ModelVersions

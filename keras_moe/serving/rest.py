@@ -15,22 +15,9 @@ import dataclasses
 
 import numpy as np
 
+from keras_moe.serving.specs import RequestError, check_batch, check_shape, check_signature_name, shown
+
 REQUEST_KEYS = {"signature_name", "instances", "inputs"}
-
-
-class RequestError(ValueError):
-    """A client error: the server answers 4xx with this message."""
-
-    def __init__(self, message, status=400):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclasses.dataclass(frozen=True)
-class InputSpec:
-    name: str
-    dtype: str  # numpy dtype name, or "string"
-    shape: tuple  # with None for free dimensions; shape[0] is the batch
 
 
 @dataclasses.dataclass
@@ -47,25 +34,16 @@ def parse_request(body, signatures, max_batch_size):
         raise RequestError(f"The request body must be a JSON object; received {type(body).__name__}.")
     unknown = set(body) - REQUEST_KEYS
     if unknown:
-        raise RequestError(f"Unknown request keys {sorted(unknown)}; expected {sorted(REQUEST_KEYS)}.")
+        raise RequestError(f"Unknown request keys {shown(sorted(unknown))}; expected {sorted(REQUEST_KEYS)}.")
     if ("instances" in body) == ("inputs" in body):
         raise RequestError('The request must hold exactly one of "instances" (row format) or "inputs" (columnar format).')
     signature_name = body.get("signature_name", "serving_default")
-    if signature_name not in signatures:
-        raise RequestError(f"Unknown signature_name {signature_name!r}; this model has {sorted(signatures)}.")
-    specs = signatures[signature_name]
+    specs = check_signature_name(signature_name, signatures)
     if "instances" in body:
         columns = _rows_to_columns(body["instances"], specs)
     else:
         columns = _columns(body["inputs"], specs)
-    sizes = {name: len(values) for name, values in columns.items()}
-    if len(set(sizes.values())) != 1:
-        raise RequestError(f"Every input needs the same number of items; received {sizes}.")
-    batch = next(iter(sizes.values()))
-    if batch == 0:
-        raise RequestError("The request holds no instances.")
-    if batch > max_batch_size:
-        raise RequestError(f"Too many instances: {batch} > the server's limit of {max_batch_size} per request.", status=413)
+    batch = check_batch({name: len(values) for name, values in columns.items()}, max_batch_size)
     inputs = {name: _to_array(name, values, specs[name]) for name, values in columns.items()}
     return Request(signature_name, "inputs" in body, inputs, batch)
 
@@ -78,11 +56,11 @@ def _rows_to_columns(instances, specs):
     for i, instance in enumerate(instances):
         if len(names) == 1 and not (isinstance(instance, dict) and set(instance) == set(names)):
             if isinstance(instance, dict) and "b64" not in instance:
-                raise RequestError(f"Instance {i} has inputs {sorted(instance)}; this signature takes {names}.")
+                raise RequestError(f"Instance {i} has inputs {shown(sorted(instance))}; this signature takes {names}.")
             columns[names[0]].append(instance)
             continue
         if not isinstance(instance, dict) or set(instance) != set(names):
-            got = sorted(instance) if isinstance(instance, dict) else type(instance).__name__
+            got = shown(sorted(instance)) if isinstance(instance, dict) else type(instance).__name__
             raise RequestError(f"Instance {i} must be an object with the inputs {names}; received {got}.")
         for name in names:
             columns[name].append(instance[name])
@@ -93,7 +71,7 @@ def _columns(inputs, specs):
     names = sorted(specs)
     if isinstance(inputs, dict) and not (len(names) == 1 and "b64" in inputs):
         if set(inputs) != set(names):
-            raise RequestError(f'"inputs" has {sorted(inputs)}; this signature takes {names}.')
+            raise RequestError(f'"inputs" has {shown(sorted(inputs))}; this signature takes {names}.')
         columns = inputs
     elif len(names) == 1:
         columns = {names[0]: inputs}
@@ -119,18 +97,12 @@ def _to_array(name, values, spec):
         raise RequestError(f"Input {name!r} must hold numbers of dtype {spec.dtype}; received {array.dtype.name} values.")
     if np.dtype(spec.dtype).kind in "iu" and array.dtype.kind == "f" and not np.all(np.mod(array, 1) == 0):
         raise RequestError(f"Input {name!r} has dtype {spec.dtype}; received non-integer numbers.")
-    _check_shape(name, array.shape, spec.shape)
+    check_shape(name, array.shape, spec.shape)
     if np.dtype(spec.dtype).kind in "iu":
         info = np.iinfo(spec.dtype)
         if array.size and (array.min() < info.min or array.max() > info.max):
             raise RequestError(f"Input {name!r} has dtype {spec.dtype}; values must lie in [{info.min}, {info.max}].")
     return array.astype(spec.dtype)
-
-
-def _check_shape(name, shape, expected):
-    if len(shape) != len(expected) or any(e is not None and e != s for s, e in zip(shape[1:], expected[1:])):
-        shown = ["batch"] + [d if d is not None else "any" for d in expected[1:]]
-        raise RequestError(f"Input {name!r} must have shape {shown}; received shape {list(shape)}.")
 
 
 def _to_bytes(name, index, value):
@@ -150,7 +122,7 @@ def _to_bytes(name, index, value):
         except UnicodeEncodeError:  # lone surrogates
             raise RequestError(f"Input {name!r} item {index} is not valid Unicode text.") from None
     else:
-        raise RequestError(f'Input {name!r} item {index} must be a string (or {{"b64": ...}}); received {type(value).__name__} {value!r:.40}.')
+        raise RequestError(f'Input {name!r} item {index} must be a string (or {{"b64": ...}}); received {type(value).__name__} {shown(value)}.')
     if not data:
         raise RequestError(f"Input {name!r} item {index} is an empty string.")
     return data

@@ -211,3 +211,68 @@ def test_saved_model_cli_run_matches_keras(exported, tmp_path):
     classifier = run_saved_model_cli(paths["classifier"], "serving_default", TEXTS, tmp_path / "cls", with_text_ops=True)
     expected = keras.ops.convert_to_numpy(keras.ops.softmax(models["classifier"].predict(np.array(TEXTS), verbose=0)))
     np.testing.assert_allclose(classifier["probabilities"], expected, atol=1e-5)
+
+
+# Issue 14, point 5: texts are cut to the context before tokenizing (keras_moe.export.text_bounds).
+def test_classifier_reads_only_the_first_64_characters_per_token(exported):
+    from keras_moe.export.text_bounds import text_limit
+
+    function = load(exported[2]["classifier"]).signatures["serving_default"]
+    limit = text_limit(8)  # the tiny classifier's sequence_length
+
+    def probabilities(text):
+        return function(text=np.array([text]))["probabilities"].numpy()
+
+    head = "the cat"
+    beyond = head + " " * (limit - len(head)) + " dog dog ran"  # the dogs start past the limit
+    assert not np.allclose(probabilities(head), probabilities(head + " dog dog ran"), atol=1e-4)  # they would matter
+    np.testing.assert_allclose(probabilities(beyond), probabilities(head), atol=1e-6)
+
+
+def test_an_8_mb_prompt_is_not_tokenized_whole(exported):
+    """The LM keeps its last 12 tokens either way; the cut makes an 8 MB prompt cost its UTF-8 check only."""
+    import tensorflow as tf
+
+    from keras_moe.export import check_strings as check_text
+
+    _, models, paths = exported
+    function = load(paths["lm"]).signatures["serving_default"]
+    prompt = ("the cat sat on the mat. " * 350_000)[: 8 * 1024 * 1024]
+    big = tf.constant([prompt])
+    np.testing.assert_allclose(function(text=big)["next_token_logits"].numpy(),
+                               function(text=tf.constant([prompt[-12:]]))["next_token_logits"].numpy(), atol=1e-6)
+    tokenize = tf.function(lambda text: models["lm"].preprocessor.tokenizer(text))
+    check = tf.function(check_text)
+
+    def fastest(run):
+        run()
+        return min(_seconds(run) for _ in range(5))
+
+    served, checked, tokenized = (fastest(lambda: function(text=big)), fastest(lambda: check(big)), fastest(lambda: tokenize(big)))
+    assert served < checked + 0.5 * tokenized, (served, checked, tokenized)
+
+
+def _seconds(run):
+    import time
+
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("keep, expected", [("first", "é" * 640), ("last", "ü" * 640)])
+def test_cut_text_counts_characters_and_keeps_utf8_whole(keep, expected):
+    import tensorflow as tf
+
+    from keras_moe.export.text_bounds import cut_text
+
+    text = "é" * 700 + "ü" * 700  # two bytes per character
+    cut = cut_text(tf.constant([text, "short"]), sequence_length=10, keep=keep).numpy()
+    assert cut[0].decode("utf-8") == expected and cut[1] == b"short"
+
+
+def test_cut_text_refuses_an_unknown_end():
+    from keras_moe.export.text_bounds import cut_text
+
+    with pytest.raises(ValueError, match='keep must be "first" or "last"; received keep=\'middle\''):
+        cut_text(None, 8, keep="middle")

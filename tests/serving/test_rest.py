@@ -5,7 +5,8 @@ import base64
 import numpy as np
 import pytest
 
-from keras_moe.serving.rest import InputSpec, RequestError, make_response, parse_request
+from keras_moe.serving.rest import make_response, parse_request
+from keras_moe.serving.specs import InputSpec, RequestError
 
 TEXT = {"serving_default": {"text": InputSpec("text", "string", (None,))}}
 IMAGE_AND_NAME = {"serving_default": {
@@ -52,6 +53,8 @@ def test_responses_in_both_formats():
     ({}, "exactly one of"),
     ({"instances": ["a"], "extra": 1}, r"Unknown request keys \['extra'\]"),
     ({"instances": ["a"], "signature_name": "nope"}, "Unknown signature_name 'nope'"),
+    ({"instances": ["a"], "signature_name": ["serving_default"]}, r"signature_name must be a string; received list \['serving_default'\]"),
+    ({"instances": ["a"], "signature_name": {"a": 1}}, r"signature_name must be a string; received dict \{'a': 1\}"),
     ({"instances": "a"}, '"instances" must be a list'),
     ({"instances": []}, "no instances"),
     ({"instances": [""]}, "item 0 is an empty string"),

@@ -1,15 +1,12 @@
 """`keras-moe serve` end to end: a real server process on a free loopback port, every route, bad requests."""
 
 import base64
-import contextlib
-import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import keras
 import numpy as np
@@ -17,28 +14,12 @@ import pytest
 
 from keras_moe.export import export_saved_model
 from tests.export.tiny import tiny_classifier
+from tests.serving.helpers import call, running_server
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="serving exports need TensorFlow")
 
 TEXTS = ["the cat sat", "a dog ran"]
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def call(url, body=None, raw=None, method=None):
-    """`(status, parsed JSON)`; `raw` sends bytes as they are."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+EXCEPTION_NAMES = re.compile(r"\b\w*(Error|Exception)\b")
 
 
 def local_outputs(path, texts, signature="serving_default"):
@@ -47,49 +28,6 @@ def local_outputs(path, texts, signature="serving_default"):
 
     outputs = tf.saved_model.load(path).signatures[signature](text=tf.constant(texts))
     return {k: v.numpy() for k, v in outputs.items()}
-
-
-@contextlib.contextmanager
-def running_server(model_folder, *flags):
-    """`keras-moe serve model_folder` in its own process on a free loopback port; stopped on exit."""
-    port = free_port()
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
-    log = open(os.path.join(os.path.dirname(model_folder), "server.log"), "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "keras_moe.cli.main", "serve", model_folder, "--port", str(port), *flags],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
-    base = f"http://127.0.0.1:{port}/v1/models/{os.path.basename(model_folder)}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if call(base)[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            if process.poll() is not None or time.time() > deadline:
-                log.flush()
-                raise RuntimeError("The server did not start:\n" + open(log.name).read()[-3000:])
-            time.sleep(0.5)
-        yield base, process, port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("saved_models"))
-    first = export_saved_model(tiny_classifier(seed=1), root, "fortunes")
-    flags = ["--poll-seconds", "0.3", "--max-batch-size", "16", "--max-body-bytes", "20000"]
-    with running_server(os.path.join(root, "fortunes"), *flags) as (base, process, port):
-        yield {"base": base, "root": root, "first": first, "process": process, "port": port}
 
 
 def test_status_and_metadata(server):
@@ -123,7 +61,7 @@ BAD_REQUESTS = [
     ("empty string", ":predict", {"instances": ["ok", ""]}, 400, "item 1 is an empty string"),
     ("non-UTF-8 bytes", ":predict", {"instances": [{"b64": "//4="}]}, 400, "not valid UTF-8"),
     ("too many instances", ":predict", {"instances": ["a"] * 17}, 413, "Too many instances: 17"),
-    ("oversized body", ":predict", {"instances": ["a" * 30000]}, 413, "exceeds the limit of 20000 bytes"),
+    ("oversized body", ":predict", {"instances": ["a" * 300000]}, 413, "of 300019 bytes exceeds the limit of 200000 bytes"),
     ("unknown signature", ":predict", {"signature_name": "nope", "instances": ["a"]}, 400, "Unknown signature_name"),
     ("missing version", "/versions/9:predict", {"instances": ["a"]}, 404, "Version 9"),
     ("bad version", "/versions/x", None, 404, "positive integer"),
@@ -135,9 +73,109 @@ def test_bad_requests_get_4xx_and_the_server_stays_up(server, case, route, body,
     raw = body if isinstance(body, bytes) else None
     got, payload = call(server["base"] + route, None if raw else body, raw=raw)
     assert got == status and set(payload) == {"error"}
-    assert __import__("re").search(message, payload["error"]), payload
+    assert re.search(message, payload["error"]), payload
+    assert not EXCEPTION_NAMES.search(payload["error"]), payload
     assert call(server["base"] + ":predict", {"instances": ["the cat"]})[0] == 200
     assert server["process"].poll() is None
+
+
+# Issue 14, point 4: client errors that answered 500 (with Python exception types in the body).
+DEEP = b"[" * 50_000 + b"]" * 50_000
+LONG_INTEGER = b'{"instances": [' + b"9" * 4301 + b"]}"
+FORM = "application/x-www-form-urlencoded"  # what `curl -d` sends
+CLIENT_ERRORS = [
+    ("signature_name list", "POST", ":predict", b'{"signature_name": ["serving_default"], "instances": ["a"]}', "application/json",
+     400, r"signature_name must be a string; received list \['serving_default'\]"),
+    ("signature_name object", "POST", "/versions/1:predict", b'{"signature_name": {"a": 1}, "instances": ["a"]}', FORM,
+     400, r"signature_name must be a string; received dict"),
+    ("non-ASCII digits, predict", "POST", "/versions/%C2%B2:predict", b'{"instances": ["a"]}', FORM, 404, "positive integer; received '\u00b2'"),
+    ("non-ASCII digits, status", "GET", "/versions/%C2%B2", None, None, 404, "positive integer; received '\u00b2'"),
+    ("non-ASCII digits, metadata", "GET", "/versions/%D9%A3/metadata", None, None, 404, "positive integer; received '\u0663'"),
+    ("50,000 deep, JSON", "POST", ":predict", DEEP, "application/json", 400, "more than 32 levels deep"),
+    ("50,000 deep, form", "POST", ":predict", DEEP, FORM, 400, "more than 32 levels deep"),
+    ("50,000 deep, version, text", "POST", "/versions/1:predict", DEEP, "text/plain", 400, "more than 32 levels deep"),
+    ("4301 digits, form", "POST", ":predict", LONG_INTEGER, FORM, 400, "integer of 4301 digits"),
+    ("4301 digits, version, no type", "POST", "/versions/1:predict", LONG_INTEGER, "", 400, "integer of 4301 digits"),
+    ("form body", "POST", ":predict", b"instances=a", FORM, 400, "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("case, method, route, raw, content_type, status, message", CLIENT_ERRORS, ids=[c[0] for c in CLIENT_ERRORS])
+def test_client_errors_are_4xx_json_without_exception_types(server, case, method, route, raw, content_type, status, message):
+    got, payload = call(server["base"] + route, raw=raw, method=method, content_type=content_type)
+    assert (got, set(payload)) == (status, {"error"}), payload
+    assert re.search(message, payload["error"]), payload
+    assert not EXCEPTION_NAMES.search(payload["error"]), payload
+    assert call(server["base"] + ":predict", {"instances": ["the cat"]})[0] == 200
+
+
+def test_client_errors_log_one_line_and_no_traceback(server):
+    marker = "unknown-signature-for-the-log-test"
+    assert call(server["base"] + ":predict", {"signature_name": marker, "instances": ["a"]})[0] == 400
+    call(server["base"] + ":predict", raw=DEEP, content_type=FORM)
+    time.sleep(0.5)
+    with open(server["log"]) as handle:
+        log = handle.read()
+    assert len([line for line in log.splitlines() if marker in line]) == 1
+    assert "Traceback" not in log
+
+
+# Issue 14, point 3: only TF Serving's REST API; KServe's routes (load/unload above all) are gone.
+NOT_ROUTES = [
+    ("POST", "/v2/repository/models/fortunes/unload"), ("POST", "/v2/repository/models/fortunes/load"),
+    ("POST", "/v2/models/fortunes/infer"), ("GET", "/v2/models/fortunes"), ("GET", "/v2/health/ready"),
+    ("GET", "/v2/health/live"), ("GET", "/v2"), ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/metrics"),
+    ("GET", "/"), ("GET", "/v1/models"), ("POST", "/v1/models/fortunes:classify"),
+]
+
+
+@pytest.mark.parametrize("method, path", NOT_ROUTES, ids=[f"{m} {p}" for m, p in NOT_ROUTES])
+def test_only_tf_serving_routes_exist(server, method, path):
+    root = server["base"].split("/v1/")[0]
+    status, payload = call(root + path, raw=b"{}" if method == "POST" else None, method=method)
+    assert status == 404 and "No route" in payload["error"]
+    assert call(server["base"])[0] == 200  # the model is still there
+    assert call(server["base"] + ":predict", {"instances": ["the cat"]})[0] == 200
+
+
+def test_wrong_method_is_405(server):
+    status, payload = call(server["base"] + ":predict")
+    assert status == 405 and "use POST" in payload["error"]
+    status, payload = call(server["base"] + "/metadata", {"instances": ["a"]})
+    assert status == 405 and "use GET" in payload["error"]
+
+
+# Issue 14, point 5: half-sent requests are dropped after --request-seconds (2 s here).
+HALF_SENT = [
+    ("nothing", b""),
+    ("half the headers", b"POST /v1/models/fortunes:predict HTTP/1.1\r\nHost: x\r\n"),
+    ("half the body", b"POST /v1/models/fortunes:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inst"),
+]
+
+
+@pytest.mark.parametrize("case, sent", HALF_SENT, ids=[c[0] for c in HALF_SENT])
+def test_half_sent_requests_are_dropped_after_the_deadline(server, case, sent):
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server["port"]), timeout=20) as sock:
+        sock.sendall(sent)
+        for _ in range(3):  # a byte every half second does not extend the deadline
+            time.sleep(0.5)
+            try:
+                sock.sendall(b" " if sent else b"")
+            except OSError:
+                break
+        assert sock.recv(1024) == b""  # closed by the server
+    assert 1.5 < time.monotonic() - start < 10
+    assert call(server["base"] + ":predict", {"instances": ["the cat"]})[0] == 200
+
+
+def test_malformed_http_gets_a_json_400(server):
+    with socket.create_connection(("127.0.0.1", server["port"]), timeout=20) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):  # until the server closes the connection
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400") and b'{"error": "Malformed HTTP request' in answer
 
 
 def test_missing_model_is_404(server):
@@ -151,7 +189,7 @@ def test_new_version_is_served_without_restart(server):
     second = export_saved_model(tiny_classifier(seed=2), server["root"], "fortunes")
     assert second.endswith(os.sep + "2")
     deadline = time.time() + 60
-    while [s["version"] for s in call(server["base"])[1]["model_version_status"]] != ["1", "2"]:
+    while [(s["version"], s["state"]) for s in call(server["base"])[1]["model_version_status"]] != [("1", "AVAILABLE"), ("2", "AVAILABLE")]:
         assert time.time() < deadline, "version 2 was not picked up"
         time.sleep(0.3)
     newest = call(server["base"] + ":predict", {"instances": TEXTS})[1]["predictions"]
@@ -176,10 +214,10 @@ def test_binds_loopback_only(server):
         socket.create_connection((address, server["port"]), timeout=2).close()
 
 
-def test_serve_refuses_a_folder_without_versions(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "keras_moe.cli.main", "serve", str(tmp_path)],
+def test_serve_refuses_a_missing_folder(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "keras_moe.cli.main", "serve", str(tmp_path / "nope")],
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0 and "No loadable version" in result.stderr
+    assert result.returncode != 0 and "No model folder at" in result.stderr and str(tmp_path / "nope") in result.stderr
 
 
 def test_multimodal_model_takes_uint8_images_and_b64_png_over_rest(tmp_path):
@@ -194,7 +232,7 @@ def test_multimodal_model_takes_uint8_images_and_b64_png_over_rest(tmp_path):
     images, names = raw_inputs()
     expected = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(images), names=tf.constant(names))
     pngs = [base64.b64encode(tf.io.encode_png(image).numpy()).decode() for image in images]
-    with running_server(os.path.dirname(path)) as (base, _, _):
+    with running_server(os.path.dirname(path)) as (base, *_):
         status, rows = call(base + ":predict", {"instances": [{"images": i.tolist(), "names": n} for i, n in zip(images, names)]})
         assert status == 200
         np.testing.assert_allclose([p["probabilities"] for p in rows["predictions"]], expected["probabilities"].numpy(), atol=1e-5)

@@ -16,12 +16,14 @@ graph never writes a metric variable.
 
 Tokenization runs in the graph with the model's keras-hub tokenizer (TensorFlow and TF Text ops).
 Every text must be non-empty valid UTF-8; otherwise the call fails with `InvalidArgumentError`
-naming the problem.
+naming the problem. Each text is cut to `64 * sequence_length` characters before tokenizing (its
+beginning for the classifier, its end for the LM: `keras_moe.export.text_bounds`).
 """
 
 import tensorflow as tf
 
 from keras_moe.export import TEXT_SPEC, check_strings, register_signatures, require_preprocessor, routing_outputs, tokenize_last
+from keras_moe.export.text_bounds import cut_text
 from keras_moe.layers.search import routing_statistics
 from keras_moe.models.moe_transformer.moe_causal_lm import MoECausalLM
 from keras_moe.models.moe_transformer.moe_text_classifier import MoETextClassifier
@@ -43,7 +45,7 @@ def classifier_signatures(model):
     probabilities_out = model.activation == "softmax"
 
     def features(text):
-        return preprocessor(check_strings(text))
+        return preprocessor(cut_text(check_strings(text), preprocessor.sequence_length, keep="first"))
 
     @tf.function(input_signature=[TEXT_SPEC])
     def serving_default(text):

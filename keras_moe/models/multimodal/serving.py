@@ -16,11 +16,14 @@ differs between images and names, an empty name, bytes that are not UTF-8, undec
 `MultimodalMoEClassifier` also serves `routing(images, names)`: `padding_mask [b, p + s]`,
 `modality_ids [p + s]` (1 image patch, 0 text token) and, per MoE layer, `<layer>_expert_ids` and
 `<layer>_expert_weights [b, p + s, k]` from the backbone's `call_with_routing`.
+
+Names are cut to `64 * sequence_length` characters before tokenizing (`keras_moe.export.text_bounds`).
 """
 
 import tensorflow as tf
 
 from keras_moe.export import check_strings, register_signatures, require_preprocessor, routing_outputs
+from keras_moe.export.text_bounds import cut_text
 from keras_moe.layers.search import routing_statistics
 from keras_moe.models.multimodal.classifiers import MultimodalMixtureClassifier, MultimodalMoEClassifier
 from keras_moe.models.multimodal.preprocessor import prepare_images
@@ -84,8 +87,11 @@ def multimodal_signatures(model):
         outputs.update({"probabilities": probabilities, "class_ids": class_ids, "labels": tf.gather(class_names, class_ids)})
         return outputs
 
+    def checked_names(names):  # cut to the context before tokenizing (keras_moe.export.text_bounds)
+        return cut_text(check_strings(names, "names"), preprocessor.sequence_length, keep="first")
+
     def features(images, names):
-        names = check_strings(names, "names")
+        names = checked_names(names)
         images = check_images(images, names)
         return preprocessor({"images": images, "names": names})
 
@@ -96,7 +102,7 @@ def multimodal_signatures(model):
     @tf.function(input_signature=[PNG_SPEC, NAMES_SPEC])
     def serve_png(png_bytes, names):
         png = png_bytes
-        names = check_strings(names, "names")
+        names = checked_names(names)
         tf.debugging.Assert(tf.equal(tf.shape(png)[0], tf.shape(names)[0]),
                             ["`png_bytes` and `names` must hold the same number of examples; received shapes", tf.shape(png),
                              tf.shape(names)])
