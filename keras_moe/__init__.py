@@ -1,10 +1,10 @@
 """keras-moe: sparse Mixture-of-Experts layers and models for Keras 3.
 
-`import keras_moe` registers every layer and model class for `.keras` loading and every model
-family's serving signatures.
+`import keras_moe` registers every layer and model class for `.keras` loading (the sparse
+keras-hub classes of `keras_moe.hub` included) and every model family's serving signatures.
 """
 
-from keras_moe import dispatch, experts, layers, losses, metrics, models, routing
+from keras_moe import dispatch, experts, hub, layers, losses, metrics, models, routing
 from keras_moe.experts import ExpertBank, FeedForward, MixtureOfModels
 from keras_moe.layers import ModalityMoELayer, MoELayer
 from keras_moe.losses import MixtureOfExpertsLoss, SeparateExpertsAndGateLoss

@@ -80,7 +80,7 @@ def capacity_dispatch(tokens, expert_index, expert_weight, experts, capacity, ma
     filled = table > 0
     row_of_slot = ops.maximum(table - 1, 0)
     expert_inputs = gather_rows(tokens, row_of_slot // top_k, ops.minimum(slot, num_slots - 1), kept)
-    expert_outputs = experts(ops.reshape(expert_inputs, (num_experts, capacity, hidden)))
+    expert_outputs = experts.call_buffers(ops.reshape(expert_inputs, (num_experts, capacity, hidden)))
     expert_outputs = ops.reshape(expert_outputs, (num_slots, hidden))
     # Dropped choices read any slot and get weight 0.
     flat_slot = ops.reshape(ops.minimum(slot, num_slots - 1), (-1,))

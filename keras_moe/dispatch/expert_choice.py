@@ -19,7 +19,7 @@ def expert_choice_dispatch(tokens, token_index, token_weight, experts):
     num_tokens = ops.shape(tokens)[0]
     flat_index = ops.reshape(token_index, (-1,))
     expert_inputs = ops.reshape(ops.take(tokens, flat_index, axis=0), ops.shape(token_index) + (ops.shape(tokens)[1],))
-    expert_outputs = experts(expert_inputs) * ops.cast(token_weight[:, :, None], tokens.dtype)
+    expert_outputs = experts.call_buffers(expert_inputs) * ops.cast(token_weight[:, :, None], tokens.dtype)
     outputs = ops.segment_sum(ops.reshape(expert_outputs, (-1, ops.shape(tokens)[1])), flat_index, num_segments=num_tokens)
     chosen = ops.segment_sum(ops.cast(ops.reshape(token_weight, (-1,)) > 0, "int32"), flat_index, num_segments=num_tokens)
     return outputs, chosen

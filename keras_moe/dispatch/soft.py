@@ -14,7 +14,7 @@ def soft_dispatch(tokens, dispatch_weights, combine_weights, experts, num_slots)
     slots = ops.einsum("bsn,bsh->bnh", dispatch_weights, tokens)
     slots = ops.reshape(slots, (batch, num_experts, num_slots, hidden))
     slots = ops.reshape(ops.transpose(slots, (1, 0, 2, 3)), (num_experts, -1, hidden))  # [e, b p, h]
-    slot_outputs = experts(slots)
+    slot_outputs = experts.call_buffers(slots)
     slot_outputs = ops.reshape(slot_outputs, (num_experts, batch, num_slots, hidden))
     slot_outputs = ops.reshape(ops.transpose(slot_outputs, (1, 0, 2, 3)), (batch, num_experts * num_slots, hidden))
     return ops.einsum("bsn,bnh->bsh", ops.cast(combine_weights, tokens.dtype), slot_outputs)

@@ -7,11 +7,12 @@ import keras
 
 from keras_moe.experts import activations
 from keras_moe.experts.expert_math import ExpertMath, check_gate_up_layout
+from keras_moe.experts.lora import ExpertLoRA
 from keras_moe.utils.validation import check_bool, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_moe")
-class ExpertBank(ExpertMath, keras.layers.Layer):
+class ExpertBank(ExpertLoRA, ExpertMath, keras.layers.Layer):
     """`num_experts` feed-forward experts computed together (see `ExpertMath` for the four paths).
 
     Weights: `in_kernel [e, h, f]` (`[e, h, 2f]` for gated activations, `gate_up_layout` "fused"
@@ -30,6 +31,9 @@ class ExpertBank(ExpertMath, keras.layers.Layer):
         use_bias: bool.
         use_output_scale: bool, a learned scale per expert on its output (initialised to 1).
         kernel_initializer: initializer of the kernels.
+        lora_rank: optional int; build with per-expert LoRA adapters of this rank (`enable_lora`),
+            as Keras's `Dense(lora_rank=...)`, so a saved LoRA model loads back with its adapters.
+        lora_alpha: optional float, the LoRA scale numerator (default: `lora_rank`).
 
     Example:
 
@@ -48,6 +52,8 @@ class ExpertBank(ExpertMath, keras.layers.Layer):
         use_bias=False,
         use_output_scale=False,
         kernel_initializer="glorot_uniform",
+        lora_rank=None,
+        lora_alpha=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -59,6 +65,8 @@ class ExpertBank(ExpertMath, keras.layers.Layer):
         self.use_bias = check_bool("use_bias", use_bias)
         self.use_output_scale = check_bool("use_output_scale", use_output_scale)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.lora_rank = None if lora_rank is None else check_positive_int("lora_rank", lora_rank)
+        self.lora_alpha = lora_alpha
 
     def _shapes(self, hidden_dim):
         """`{weight name: shape}` of the kernels and biases for inputs of width `hidden_dim`."""
@@ -86,8 +94,15 @@ class ExpertBank(ExpertMath, keras.layers.Layer):
                 setattr(self, f"{name}_bias", self.add_weight(name=f"{name}_bias", shape=(shape[0], shape[2]), initializer="zeros"))
         if self.use_output_scale:
             self.output_scale = self.add_weight(name="output_scale", shape=(self.num_experts,), initializer="ones")
+        if self.lora_rank:
+            self.built = True  # enable_lora adds the adapters to a built layer
+            self.enable_lora(self.lora_rank, lora_alpha=self.lora_alpha)
 
-    def expert_kernel(self, name):
+    def call(self, inputs):
+        """`[e, c, h] -> [e, c, h]`: each expert on its own buffer (`ExpertMath.call_buffers`)."""
+        return self.call_buffers(inputs)
+
+    def base_kernel(self, name):
         return getattr(self, f"{name}_kernel")
 
     def expert_bias(self, name):
@@ -110,6 +125,8 @@ class ExpertBank(ExpertMath, keras.layers.Layer):
                 "use_bias": self.use_bias,
                 "use_output_scale": self.use_output_scale,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "lora_rank": self.lora_rank,
+                "lora_alpha": self.lora_alpha,
             }
         )
         return config

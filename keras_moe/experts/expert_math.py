@@ -3,11 +3,13 @@
 Axis letters: `e` experts, `c` capacity (tokens per expert), `t` tokens, `k` choices per token,
 `n` rows sorted by expert, `h` hidden, `f` expert FFN (`2f` for fused gate/up projections).
 
-`ExpertMath` is a mixin: a class gives it its weights through `expert_kernel(name)` and
+`ExpertMath` is a mixin: a class gives it its weights through `base_kernel(name)` and
 `expert_bias(name)` (names `"in"`, `"gate"`, `"up"`, `"out"`), `expert_output_scale()`, and the
 attributes `num_experts`, `expert_activation` (an `ExpertActivation`) and `gate_up_layout`.
 `ExpertBank` holds its own weights; the keras-hub adapters (`keras_moe.hub`) give keras-hub's
 expert weights, in keras-hub's own layout, to the same maths, so no weight is ever copied.
+`expert_kernel(name)` is the base kernel plus, after `enable_lora`, its low-rank update
+(`keras_moe.experts.lora.ExpertLoRA`).
 
 Gate/up layouts of gated experts (`gate_up_layout`):
 - `"fused"`: one `in` kernel `[e, h, 2f]`, gate half first (keras-moe, keras-hub's Qwen-MoE);
@@ -15,11 +17,14 @@ Gate/up layouts of gated experts (`gate_up_layout`):
 - `"separate"`: `gate` and `up` kernels `[e, h, f]` each (keras-hub's Mixtral and Gemma 4).
 
 Four entry points, same maths:
-- `call(x)`: `x [e, c, h] -> [e, c, h]`, each expert on its own buffer (capacity dispatch);
+- `call_buffers(x)`: `x [e, c, h] -> [e, c, h]`, each expert on its own buffer (capacity,
+  expert-choice and Soft MoE dispatch);
 - `call_grouped(x, group_sizes)`: `x [n, h]` rows sorted by expert -> `[n, h]` (dropless);
 - `call_all(x)`: `x [t, h] -> [t, e, h]`, every expert on every token (the test oracle);
 - `call_gathered(x, expert_index)`: `x [t, h]`, `expert_index [t, k]` -> `[t, k, h]`, each token
-  through its chosen experts with the weights gathered per choice (few tokens: decoding).
+  through its chosen experts with the weights gathered per choice (few tokens: decoding);
+- `call_blocks(x, block_expert)`: `x [m, B, h]` blocks of rows, `block_expert [m]` -> `[m, B, h]`,
+  each block through its own expert (static-shape dropless dispatch).
 """
 
 from keras import ops
@@ -58,7 +63,11 @@ class ExpertMath:
             hidden = activation(*split_gate_up(hidden, self.gate_up_layout)) if activation.gated else activation(hidden)
         return project(hidden, "out")
 
-    def call(self, inputs):
+    def expert_kernel(self, name):
+        """The kernel `name` the experts compute with (the base kernel; LoRA adds its update)."""
+        return self.base_kernel(name)
+
+    def call_buffers(self, inputs):
         """`[e, c, h] -> [e, c, h]`."""
 
         def project(x, name):
@@ -96,6 +105,19 @@ class ExpertMath:
         outputs = self._feed_forward(inputs, project)
         scale = self.expert_output_scale()
         return outputs if scale is None else outputs * ops.cast(ops.take(scale, expert_index, axis=0), outputs.dtype)[..., None]
+
+    def call_blocks(self, inputs, block_expert):
+        """`[m, B, h]` blocks and each block's expert `[m]` -> `[m, B, h]`."""
+
+        def project(x, name):
+            kernel = ops.take(self.expert_kernel(name), block_expert, axis=0)  # [m, d, f]
+            y = ops.einsum("mbd,mdf->mbf", x, ops.cast(kernel, x.dtype))
+            bias = self.expert_bias(name)
+            return y if bias is None else y + ops.take(bias, block_expert, axis=0)[:, None, :]
+
+        outputs = self._feed_forward(inputs, project)
+        scale = self.expert_output_scale()
+        return outputs if scale is None else outputs * ops.cast(ops.take(scale, block_expert, axis=0), outputs.dtype)[:, None, None]
 
     def call_grouped(self, inputs, group_sizes):
         """`inputs [n, h]` sorted by expert with `group_sizes [e]` rows each; rows past the groups give zeros."""

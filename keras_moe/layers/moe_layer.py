@@ -222,9 +222,7 @@ class MoELayer(ReplicaLocalLosses, keras.layers.Layer):  # per-replica add_loss:
     def shared_output(self, inputs):
         """The always-on shared experts' output, times `sigmoid(x w)` with `shared_expert_gate`."""
         shared = self.shared_experts(inputs)
-        if self.shared_gate is None:
-            return shared
-        return shared * ops.cast(ops.sigmoid(ops.cast(self.shared_gate(inputs), "float32")), shared.dtype)
+        return shared if self.shared_gate is None else gate_shared_output(shared, self.shared_gate(inputs))
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -262,3 +260,8 @@ class MoELayer(ReplicaLocalLosses, keras.layers.Layer):  # per-replica add_loss:
         if isinstance(config.get("router"), dict) and "module" in config["router"]:
             config["router"] = keras.saving.deserialize_keras_object(config["router"])
         return cls(**config)
+
+
+def gate_shared_output(shared, gate_logits):
+    """`sigmoid(gate_logits) * shared`: a per-token gate on the shared experts (Qwen1.5-MoE, Qwen3.5-MoE)."""
+    return shared * ops.cast(ops.sigmoid(ops.cast(gate_logits, "float32")), shared.dtype)

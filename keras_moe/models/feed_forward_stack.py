@@ -10,6 +10,7 @@ import keras
 from keras_moe import routing
 from keras_moe.experts.feed_forward import FeedForward
 from keras_moe.layers.moe_layer import MoELayer
+from keras_moe.models.lora import ExpertLoRABackboneMixin
 from keras_moe.utils.validation import check_positive_int
 
 # The MoE arguments of every backbone, with their defaults (see `MoELayer` for their meaning).
@@ -66,8 +67,9 @@ def make_feed_forward(index, intermediate_dim, moe, dense_intermediate_dim=None,
                        kernel_initializer=kernel_initializer, dtype=dtype, name=f"ffn_{index}")
 
 
-class MoEStackMixin:
-    """For backbones: the MoE arguments as attributes and config entries, and the MoE layers."""
+class MoEStackMixin(ExpertLoRABackboneMixin):
+    """For backbones: the MoE arguments as attributes and config entries, the MoE layers, and LoRA
+    on the expert banks (`backbone.enable_lora(rank)` gives each expert its own adapters)."""
 
     def _set_moe_arguments(self, arguments):
         for key in MOE_DEFAULTS:

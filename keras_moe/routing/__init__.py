@@ -15,5 +15,5 @@ from keras_moe.routing.router import Router, TokenChoiceRouter
 from keras_moe.routing.sigmoid_router import SigmoidRouter
 from keras_moe.routing.soft_moe_router import SoftMoERouter, SoftRouting
 from keras_moe.routing.switch_router import SwitchRouter
-from keras_moe.routing.token_choice import DISPATCH_MODES, TokenChoiceRouting, top_k_choices
+from keras_moe.routing.token_choice import DISPATCH_MODES, TokenChoiceRouting, softmax_top_k_routing, top_k_choices
 from keras_moe.routing.top_k_router import TopKRouter

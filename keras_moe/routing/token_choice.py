@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 from keras import ops
 
 from keras_moe import dispatch as dispatch_lib
+from keras_moe.losses import auxiliary
 from keras_moe.routing.common import DispatchResult, flat_tokens
 
 
@@ -20,12 +21,24 @@ def _run_capacity(tokens, index, weight, experts, options, mask):
 
 
 def _run_dropless(tokens, index, weight, experts, options, mask):
+    if dispatch_lib.in_xla_compilation() and tokens.shape[0] is not None:
+        # TensorFlow's per-expert splits have data-dependent sizes, which XLA cannot compile; the
+        # blocked path is dropless too, with static shapes (keras_moe/dispatch/blocked.py).
+        return dispatch_lib.blocked_dispatch(tokens, index, weight, experts, mask)
     return dispatch_lib.dropless_dispatch(tokens, index, weight, experts, mask)
 
 
+def _run_blocked(tokens, index, weight, experts, options, mask):
+    return dispatch_lib.blocked_dispatch(tokens, index, weight, experts, mask)
+
+
+def _run_gathered(tokens, index, weight, experts, options, mask):
+    return dispatch_lib.gathered_dispatch(tokens, index, weight, experts, mask)
+
+
 # Dispatch modes of token-choice routing: `mode -> fn(tokens, index, weight, experts, options, mask)`
-# returning `(outputs [t, h], kept bool [t, k])`.
-DISPATCH_MODES = {"capacity": _run_capacity, "dropless": _run_dropless}
+# returning `(outputs [t, h], kept bool [t, k])`. All but "capacity" are exact (no choice dropped).
+DISPATCH_MODES = {"capacity": _run_capacity, "dropless": _run_dropless, "blocked": _run_blocked, "gathered": _run_gathered}
 
 
 class TokenChoiceRouting(NamedTuple):
@@ -80,3 +93,20 @@ def top_k_choices(probs, top_k, normalize=True, mask=None):
     if mask is not None:
         weight = weight * mask[:, None]
     return ops.cast(index, "int32"), weight
+
+
+def softmax_top_k_routing(logits, top_k, normalize=True, mask=None, load_balancing_loss_weight=0.0, groups=None):
+    """The softmax top-k rule (`TopKRouter`, Mixtral, Qwen-MoE, GPT-OSS, Gemma 4): `TokenChoiceRouting`.
+
+    Args:
+        logits: float32 `[t, e]` router logits.
+        top_k: int. normalize: see `top_k_choices`. mask: optional float `[t]`.
+        load_balancing_loss_weight: float; > 0 adds the weighted Switch/GShard loss to `aux_losses`.
+        groups: optional `TokenGroups` for the per-group load-balancing loss.
+    """
+    probs = ops.softmax(logits, axis=-1)  # [t, e]
+    index, weight = top_k_choices(probs, top_k, normalize, mask)
+    aux = {}
+    if load_balancing_loss_weight > 0:
+        aux["load_balancing_loss"] = load_balancing_loss_weight * auxiliary.load_balancing_loss(probs, index, mask, groups)
+    return TokenChoiceRouting(logits, probs, index, weight, aux)

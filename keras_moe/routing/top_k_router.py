@@ -1,12 +1,10 @@
 """Token-choice top-k softmax routing (Shazeer et al. 2017; Mixtral, Jiang et al. 2024)."""
 
 import keras
-from keras import ops
 
-from keras_moe.losses import auxiliary
 from keras_moe.routing.registry import register_router
 from keras_moe.routing.router import TokenChoiceRouter
-from keras_moe.routing.token_choice import TokenChoiceRouting, top_k_choices
+from keras_moe.routing.token_choice import softmax_top_k_routing
 from keras_moe.utils.validation import check_non_negative_float
 
 
@@ -69,14 +67,7 @@ class TopKRouter(TokenChoiceRouter):
         )
 
     def route(self, tokens, logits, mask, training, groups=None):
-        probs = ops.softmax(logits, axis=-1)  # [t, e]
-        index, weight = top_k_choices(probs, self.top_k, self.normalize_top_k, mask)
-        aux = {}
-        if self.load_balancing_loss_weight > 0:
-            aux["load_balancing_loss"] = self.load_balancing_loss_weight * auxiliary.load_balancing_loss(
-                probs, index, mask, groups
-            )
-        return TokenChoiceRouting(logits, probs, index, weight, aux)
+        return softmax_top_k_routing(logits, self.top_k, self.normalize_top_k, mask, self.load_balancing_loss_weight, groups)
 
     def get_config(self):
         config = super().get_config()
