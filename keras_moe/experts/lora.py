@@ -46,11 +46,11 @@ class ExpertLoRA:
                     name=f"lora_{name}_b", shape=(experts, rank, width_out), initializer=keras.initializers.get(b_initializer)))
         finally:
             self._tracker.lock()
-        for variable in self.lora_base_variables():
-            variable.trainable = False
         self.lora_rank = rank
         self.lora_alpha = float(lora_alpha or rank)
         self.lora_enabled = True
+        for variable in self.lora_base_variables():
+            variable.trainable = False
 
     def lora_base_variables(self):
         """The expert weights LoRA freezes (kernels, biases, output scale)."""

@@ -3,12 +3,16 @@ fine-tune experts with LoRA.
 
 - `sparsify(model)`: a keras-hub MoE Backbone or CausalLM computes only each token's chosen experts;
 - `from_preset(preset)`: load a keras-hub preset as a sparse model;
-- `register(Family(...))`: a new keras-hub MoE family (one small file, as `keras_moe/hub/mixtral.py`).
+- `upcycle(dense, num_experts)`: a dense keras-hub or keras-moe model becomes an MoE model whose
+  experts start as copies of its FFN (sparse upcycling);
+- `register(Family(...))`: a new keras-hub MoE family (one small file, as `keras_moe/hub/mixtral.py`);
+  `register_upcycler(BackboneClass)`: a new dense source for `upcycle`.
 """
 
 from keras_moe.hub.family import Family, SparseMoEBlock
 from keras_moe.hub.registry import FAMILIES, SparseBackbone, family_of, register
 from keras_moe.hub.sparsify import from_preset, sparsify
+from keras_moe.hub.upcycle import register_upcycler, upcycle
 
 # The built-in families (each module registers its `Family`).
 from keras_moe.hub import gemma4, gpt_oss, mixtral, qwen3_5_moe, qwen3_moe, qwen_moe  # noqa: E402,F401

@@ -57,6 +57,8 @@ class MoELayer(ReplicaLocalLosses, keras.layers.Layer):  # per-replica add_loss:
         kernel_initializer: initializer of the expert kernels.
         record_stats: bool, update `routing_stats` on each call (see `keras_moe.layers.routing_statistics`
             to turn it off for a block of code, e.g. while tracing a serving function).
+        lora_rank, lora_alpha: optional; per-expert LoRA adapters on the expert bank (see
+            `keras_moe.experts.lora`; `enable_lora` on the bank, or a backbone's `enable_lora`, sets them).
 
     Call args:
         inputs: `[b, s, h]` or `[t, h]`.
@@ -94,6 +96,8 @@ class MoELayer(ReplicaLocalLosses, keras.layers.Layer):  # per-replica add_loss:
         use_output_scale=False,
         kernel_initializer="glorot_uniform",
         record_stats=True,
+        lora_rank=None,
+        lora_alpha=None,
         **kwargs,
     ):
         routing_lib.reject_top_k(kwargs)
@@ -122,6 +126,8 @@ class MoELayer(ReplicaLocalLosses, keras.layers.Layer):  # per-replica add_loss:
             use_bias=use_bias,
             use_output_scale=use_output_scale,
             kernel_initializer=kernel_initializer,
+            lora_rank=lora_rank,
+            lora_alpha=lora_alpha,
             dtype=self.dtype_policy,
             name="experts",
         )
@@ -250,6 +256,8 @@ class MoELayer(ReplicaLocalLosses, keras.layers.Layer):  # per-replica add_loss:
                 "use_output_scale": self.experts.use_output_scale,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "record_stats": self.record_stats,
+                "lora_rank": self.experts.lora_rank,
+                "lora_alpha": self.experts.lora_alpha,
             }
         )
         return config

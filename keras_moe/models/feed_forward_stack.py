@@ -25,9 +25,10 @@ MOE_DEFAULTS = {
     "min_expert_capacity": 4,
     "num_dense_layers": 0,
     "moe_layer_interval": 1,
+    "use_bias": False,
 }
 _LAYER_ARGUMENTS = ("activation", "num_shared_experts", "dispatch", "train_capacity_factor", "eval_capacity_factor",
-                    "min_expert_capacity")
+                    "min_expert_capacity", "use_bias")
 
 
 def is_moe_block(index, num_experts, num_dense_layers, moe_layer_interval):
@@ -63,7 +64,7 @@ def make_feed_forward(index, intermediate_dim, moe, dense_intermediate_dim=None,
             kernel_initializer=kernel_initializer, dtype=dtype, name=f"moe_{index}",
             **{key: moe[key] for key in _LAYER_ARGUMENTS}, **moe_layer_kwargs,
         )
-    return FeedForward(dense_intermediate_dim or intermediate_dim, activation=moe["activation"],
+    return FeedForward(dense_intermediate_dim or intermediate_dim, activation=moe["activation"], use_bias=moe["use_bias"],
                        kernel_initializer=kernel_initializer, dtype=dtype, name=f"ffn_{index}")
 
 

@@ -84,11 +84,17 @@ def top_k_choices(probs, top_k, normalize=True, mask=None):
 
     `normalize`: `True` renormalises the chosen probabilities to sum to 1 when `top_k > 1` (with
     one choice the weight stays the probability, so the router keeps a gradient); `"always"`
-    renormalises at `top_k = 1` too (weight 1, as Mixtral's and Qwen's `norm_topk_prob`);
-    `False` keeps the probabilities (Switch, GShard). Padding tokens get weight 0.
+    renormalises at `top_k = 1` too (weight exactly 1 and no gradient to the router through it, as
+    Mixtral's and Qwen's `norm_topk_prob`); `"straight_through"` renormalises too, but at `top_k = 1`
+    the weight is `p / stop_gradient(p)`: exactly 1 forward, the probability's gradient backward
+    (what sparse upcycling with one expert per token needs: the dense model's outputs at
+    initialisation, and a router that learns); `False` keeps the probabilities (Switch, GShard).
+    Padding tokens get weight 0.
     """
     weight, index = ops.top_k(probs, top_k)
-    if normalize == "always" or (normalize and top_k > 1):
+    if normalize == "straight_through" and top_k == 1:
+        weight = weight / ops.stop_gradient(weight)
+    elif normalize in ("always", "straight_through") or (normalize and top_k > 1):
         weight = weight / ops.sum(weight, axis=-1, keepdims=True)
     if mask is not None:
         weight = weight * mask[:, None]

@@ -16,12 +16,14 @@ class TopKRouter(TokenChoiceRouter):
     Combine weights are the softmax probabilities of the chosen experts, renormalised to sum to 1
     with `normalize_top_k=True` when `top_k > 1` (Mixtral), at every `top_k` with `"always"`
     (Mixtral's and Qwen's `norm_topk_prob`: weight exactly 1 at `top_k = 1`, so the router learns
-    only from its auxiliary losses), or left as they are with `False` (Switch, GShard).
+    only from its auxiliary losses) or `"straight_through"` (weight 1 at `top_k = 1` with the
+    probability's gradient; `keras_moe.routing.top_k_choices`), or left as they are with `False`
+    (Switch, GShard).
 
     Args:
         num_experts: int `e`.
         top_k: int, experts per token.
-        normalize_top_k: `True`, `False` or `"always"`, see above.
+        normalize_top_k: `True`, `False`, `"always"` or `"straight_through"`, see above.
         load_balancing_loss_weight: float, weight of the Switch/GShard load-balancing loss.
         router_z_loss_weight, jitter_noise, use_bias, kernel_initializer, seed: see `Router`.
 
@@ -59,8 +61,11 @@ class TopKRouter(TokenChoiceRouter):
             seed=seed,
             **kwargs,
         )
-        if not (isinstance(normalize_top_k, bool) or normalize_top_k == "always"):
-            raise ValueError(f"`normalize_top_k` must be True, False or 'always'. Received: normalize_top_k={normalize_top_k!r}")
+        if not (isinstance(normalize_top_k, bool) or normalize_top_k in ("always", "straight_through")):
+            raise ValueError(
+                "`normalize_top_k` must be True, False, 'always' or 'straight_through'. "
+                f"Received: normalize_top_k={normalize_top_k!r}"
+            )
         self.normalize_top_k = normalize_top_k
         self.load_balancing_loss_weight = check_non_negative_float(
             "load_balancing_loss_weight", load_balancing_loss_weight

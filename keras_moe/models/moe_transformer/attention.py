@@ -23,6 +23,9 @@ class CachedGroupedQueryAttention(keras.layers.Layer):
     Args:
         num_heads: int, query heads `n`.
         num_kv_heads: int, key/value heads `g`; `n` must be a multiple of `g`.
+        head_dim: int or None, width of each head (default `hidden_dim // num_heads`; Gemma sets it).
+        use_bias: False, True (biases on the query, key, value and output projections: GPT-2) or
+            `"qkv"` (query, key and value only: Qwen).
         use_rotary: bool, rotary position embeddings (Su et al. 2021) on queries and keys.
         rope_max_wavelength: int.
         dropout: float, attention-probability dropout.
@@ -41,6 +44,8 @@ class CachedGroupedQueryAttention(keras.layers.Layer):
         self,
         num_heads,
         num_kv_heads,
+        head_dim=None,
+        use_bias=False,
         use_rotary=True,
         rope_max_wavelength=10000,
         dropout=0.0,
@@ -54,31 +59,50 @@ class CachedGroupedQueryAttention(keras.layers.Layer):
             raise ValueError(
                 f"`num_heads` must be a multiple of `num_kv_heads`. Received: num_heads={num_heads}, num_kv_heads={num_kv_heads}"
             )
+        self.head_dim = None if head_dim is None else check_positive_int("head_dim", head_dim)
+        if use_bias not in (False, True, "qkv"):
+            raise ValueError(f"`use_bias` must be False, True or 'qkv'. Received: use_bias={use_bias!r}")
+        self.use_bias = use_bias
         self.use_rotary = bool(use_rotary)
         self.rope_max_wavelength = check_positive_int("rope_max_wavelength", rope_max_wavelength)
         self.dropout = float(dropout)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
+    def _head_dim(self, hidden_dim):
+        return self.head_dim or hidden_dim // self.num_heads
+
     def parameter_count(self, hidden_dim):
-        """Weights for inputs of width `hidden_dim` (without building): q, o `h n d`; k, v `h g d`."""
-        head_dim = hidden_dim // self.num_heads
-        return 2 * hidden_dim * self.num_heads * head_dim + 2 * hidden_dim * self.num_kv_heads * head_dim
+        """Weights for inputs of width `hidden_dim` (without building): q, o `h n d`; k, v `h g d`; biases."""
+        d, n, g = self._head_dim(hidden_dim), self.num_heads, self.num_kv_heads
+        count = 2 * hidden_dim * n * d + 2 * hidden_dim * g * d
+        if self.use_bias:
+            count += n * d + 2 * g * d + (hidden_dim if self.use_bias is True else 0)
+        return count
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
-        if hidden_dim % self.num_heads:
+        if self.head_dim is None and hidden_dim % self.num_heads:
             raise ValueError(f"`hidden_dim` ({hidden_dim}) must be a multiple of `num_heads` ({self.num_heads}).")
-        self.head_dim = hidden_dim // self.num_heads
-        dense = lambda eq, shape, name: keras.layers.EinsumDense(  # noqa: E731
-            eq, output_shape=shape, kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name=name
+        head_dim = self._head_dim(hidden_dim)
+        self.head_width = head_dim
+
+        def dense(eq, shape, name, bias_axes):
+            return keras.layers.EinsumDense(
+                eq, output_shape=shape, bias_axes=bias_axes if self.use_bias else None,
+                kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name=name,
+            )
+
+        self.query_dense = dense("bqh,hnd->bqnd", (None, self.num_heads, head_dim), "query", "nd")
+        self.key_dense = dense("bkh,hgd->bkgd", (None, self.num_kv_heads, head_dim), "key", "gd")
+        self.value_dense = dense("bkh,hgd->bkgd", (None, self.num_kv_heads, head_dim), "value", "gd")
+        output_bias = "h" if self.use_bias is True else None
+        self.output_dense = keras.layers.EinsumDense(
+            "bqnd,ndh->bqh", output_shape=(None, hidden_dim), bias_axes=output_bias,
+            kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name="attention_output",
         )
-        self.query_dense = dense("bqh,hnd->bqnd", (None, self.num_heads, self.head_dim), "query")
-        self.key_dense = dense("bkh,hgd->bkgd", (None, self.num_kv_heads, self.head_dim), "key")
-        self.value_dense = dense("bkh,hgd->bkgd", (None, self.num_kv_heads, self.head_dim), "value")
-        self.output_dense = dense("bqnd,ndh->bqh", (None, hidden_dim), "attention_output")
         for layer in (self.query_dense, self.key_dense, self.value_dense):
             layer.build(input_shape)
-        self.output_dense.build((None, None, self.num_heads, self.head_dim))
+        self.output_dense.build((None, None, self.num_heads, head_dim))
         self.rotary = keras_hub.layers.RotaryEmbedding(max_wavelength=self.rope_max_wavelength, dtype=self.dtype_policy)
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
@@ -110,6 +134,8 @@ class CachedGroupedQueryAttention(keras.layers.Layer):
             {
                 "num_heads": self.num_heads,
                 "num_kv_heads": self.num_kv_heads,
+                "head_dim": self.head_dim,
+                "use_bias": self.use_bias,
                 "use_rotary": self.use_rotary,
                 "rope_max_wavelength": self.rope_max_wavelength,
                 "dropout": self.dropout,

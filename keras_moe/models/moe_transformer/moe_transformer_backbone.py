@@ -5,6 +5,7 @@ Axis letters: `b` batch, `s` sequence, `h` hidden, `v` vocabulary.
 
 import keras
 import keras_hub
+from keras import ops
 
 from keras_moe.routing import reject_top_k
 from keras_moe.models.feed_forward_stack import (
@@ -15,7 +16,7 @@ from keras_moe.models.feed_forward_stack import (
 )
 from keras_moe.models.moe_transformer.transformer_block import MoETransformerBlock, make_norm, norm_parameter_count
 from keras_moe.utils.arguments import complete_arguments
-from keras_moe.utils.validation import check_choice, check_fraction, check_positive_int
+from keras_moe.utils.validation import check_choice, check_fraction, check_positive_float, check_positive_int
 
 POSITION_EMBEDDINGS = ("rotary", "learned")
 
@@ -29,6 +30,7 @@ def _blocks(c, dtype=None):
             make_feed_forward(i, c["intermediate_dim"], moe, c["dense_intermediate_dim"], c["kernel_initializer"], dtype),
             causal=c["causal"], normalization=c["normalization"], layer_norm_epsilon=c["layer_norm_epsilon"],
             use_rotary=c["position_embedding"] == "rotary", rope_max_wavelength=c["rope_max_wavelength"],
+            head_dim=c["head_dim"], attention_bias=c["attention_bias"], sliding_window=c["sliding_window"],
             dropout=c["dropout"], kernel_initializer=c["kernel_initializer"], dtype=dtype, name=f"block_{i}",
         )
         for i in range(c["num_layers"])
@@ -45,7 +47,9 @@ def _check_config(c):
     c.update(check_moe_arguments({key: c[key] for key in MOE_DEFAULTS}))
     check_choice("position_embedding", c["position_embedding"], POSITION_EMBEDDINGS)
     check_fraction("dropout", c["dropout"])
-    if c["hidden_dim"] % c["num_heads"]:
+    if c["embedding_scale"] is not None:
+        check_positive_float("embedding_scale", c["embedding_scale"])
+    if c["head_dim"] is None and c["hidden_dim"] % c["num_heads"]:
         raise ValueError(f"`hidden_dim` must be a multiple of `num_heads`. Received: hidden_dim={c['hidden_dim']}, num_heads={c['num_heads']}")
     if c["num_heads"] % c["num_kv_heads"]:
         raise ValueError(f"`num_heads` must be a multiple of `num_kv_heads`. Received: num_heads={c['num_heads']}, num_kv_heads={c['num_kv_heads']}")
@@ -71,13 +75,19 @@ class MoETransformerBackbone(MoEStackMixin, keras_hub.models.Backbone):
             It sets `top_k`: `{"class_name": "top_k", "config": {"top_k": 1}}`.
         activation: FFN/expert activation (`"swiglu"` default).
         num_shared_experts: int, always-on experts per MoE block (DeepSeekMoE).
+        use_bias: bool, biases in the FFNs and experts (GPT-2).
         dispatch, train_capacity_factor, eval_capacity_factor, min_expert_capacity: see `MoELayer`.
         num_dense_layers: int, leading dense blocks ("first N dense").
         moe_layer_interval: int, 1 = every block MoE, 2 = every other block.
         dense_intermediate_dim: int or None, width of dense FFN blocks (default `intermediate_dim`).
-        normalization: `"rms"` or `"layer"`. position_embedding: `"rotary"` or `"learned"`.
+        normalization: `"rms"`, `"rms_plus_one"` (Gemma's `(1 + w)` scale) or `"layer"`.
+        position_embedding: `"rotary"` or `"learned"`.
         max_sequence_length: int, for learned positions (and a bound on inputs).
         rope_max_wavelength: int. tie_embeddings: bool, share input embedding and output projection.
+        head_dim: int or None, width of each attention head (default `hidden_dim // num_heads`).
+        attention_bias: False, True (GPT-2) or `"qkv"` (Qwen): biases of the attention projections.
+        sliding_window: int or None, attend only to the last `sliding_window` positions (Mistral).
+        embedding_scale: float or None, multiplies the token embeddings (Gemma: `sqrt(hidden_dim)`).
         causal: bool, decoder (True) or encoder (False).
         dropout: float. layer_norm_epsilon: float. kernel_initializer: initializer.
 
@@ -112,12 +122,17 @@ class MoETransformerBackbone(MoEStackMixin, keras_hub.models.Backbone):
         min_expert_capacity=4,
         num_dense_layers=0,
         moe_layer_interval=1,
+        use_bias=False,
         dense_intermediate_dim=None,
         normalization="rms",
         position_embedding="rotary",
         max_sequence_length=2048,
         rope_max_wavelength=10000,
         tie_embeddings=False,
+        head_dim=None,
+        attention_bias=False,
+        sliding_window=None,
+        embedding_scale=None,
         causal=True,
         dropout=0.0,
         layer_norm_epsilon=1e-5,
@@ -138,6 +153,7 @@ class MoETransformerBackbone(MoEStackMixin, keras_hub.models.Backbone):
             self.position_embedding = keras_hub.layers.PositionEmbedding(max_sequence_length, dtype=dtype, name="position_embedding")
         self.transformer_layers = _blocks(c, dtype)
         self.layer_norm = make_norm(normalization, layer_norm_epsilon, dtype, "final_norm")
+        self.embedding_scale = embedding_scale  # read by `embed`, which the functional model calls
 
         # === Functional Model ===
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
@@ -164,6 +180,9 @@ class MoETransformerBackbone(MoEStackMixin, keras_hub.models.Backbone):
         self.max_sequence_length = max_sequence_length
         self.rope_max_wavelength = rope_max_wavelength
         self.tie_embeddings = tie_embeddings
+        self.head_dim = head_dim or hidden_dim // num_heads
+        self.attention_bias = attention_bias
+        self.sliding_window = sliding_window
         self.causal = causal
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
@@ -189,12 +208,10 @@ class MoETransformerBackbone(MoEStackMixin, keras_hub.models.Backbone):
             total, active = total + count["total"], active + count["active"]
         return {"total": int(total), "active": int(round(active)), "per_block": per_block}
 
-    @property
-    def head_dim(self):
-        return self.hidden_dim // self.num_heads
-
     def embed(self, token_ids, start_index=0):
         hidden = self.token_embedding(token_ids)
+        if self.embedding_scale is not None:
+            hidden = hidden * ops.cast(self.embedding_scale, hidden.dtype)
         if self.position_embedding is not None:
             hidden = hidden + self.position_embedding(hidden, start_index=start_index)
         return hidden
@@ -230,6 +247,10 @@ class MoETransformerBackbone(MoEStackMixin, keras_hub.models.Backbone):
                 "max_sequence_length": self.max_sequence_length,
                 "rope_max_wavelength": self.rope_max_wavelength,
                 "tie_embeddings": self.tie_embeddings,
+                "head_dim": self.head_dim,
+                "attention_bias": self.attention_bias,
+                "sliding_window": self.sliding_window,
+                "embedding_scale": self.embedding_scale,
                 "causal": self.causal,
                 "dropout": self.dropout,
                 "layer_norm_epsilon": self.layer_norm_epsilon,

@@ -11,30 +11,66 @@ from keras_moe.layers.moe_layer import MoELayer
 from keras_moe.models.moe_transformer.attention import CachedGroupedQueryAttention
 from keras_moe.utils.validation import check_bool, check_choice, check_fraction, check_positive_int
 
-NORMALIZATIONS = ("rms", "layer")
+NORMALIZATIONS = ("rms", "rms_plus_one", "layer")
+
+
+@keras.saving.register_keras_serializable(package="keras_moe")
+class PlusOneRMSNormalization(keras.layers.Layer):
+    """RMSNorm whose learned scale is an offset from 1: `x / rms(x) * (1 + w)`, `w` initialised to 0,
+    computed in float32 (Gemma's normalisation).
+
+    Args:
+        epsilon: float added to the mean square.
+    """
+
+    def __init__(self, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(name="scale", shape=(input_shape[-1],), initializer="zeros")
+
+    def call(self, x):
+        x = ops.cast(x, "float32")
+        normed = x * ops.rsqrt(ops.mean(ops.square(x), axis=-1, keepdims=True) + self.epsilon)
+        return ops.cast(normed * (1.0 + ops.cast(self.scale, "float32")), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config["epsilon"] = self.epsilon
+        return config
 
 
 def make_norm(normalization, epsilon, dtype, name):
     check_choice("normalization", normalization, NORMALIZATIONS)
     if normalization == "rms":
         return keras.layers.RMSNormalization(epsilon=epsilon, dtype=dtype, name=name)
+    if normalization == "rms_plus_one":
+        return PlusOneRMSNormalization(epsilon=epsilon, dtype=dtype, name=name)
     return keras.layers.LayerNormalization(epsilon=epsilon, dtype=dtype, name=name)
 
 
 def norm_parameter_count(normalization, hidden_dim):
-    """RMSNorm has a scale, LayerNorm a scale and a shift."""
-    return hidden_dim if normalization == "rms" else 2 * hidden_dim
+    """RMSNorms have a scale, LayerNorm a scale and a shift."""
+    return 2 * hidden_dim if normalization == "layer" else hidden_dim
 
 
-def attention_mask(padding_mask, query_length, key_length, causal, start_index=0):
-    """Bool `[b, q, k]`: keys that are not padding and, when causal, not in the future."""
+def attention_mask(padding_mask, query_length, key_length, causal, start_index=0, sliding_window=None):
+    """Bool `[b, q, k]`: keys that are not padding and, when causal, not in the future (and, with a
+    sliding window `w`, fewer than `w` positions back: Mistral's banded mask)."""
     mask = None
     if padding_mask is not None:
         mask = ops.cast(padding_mask, "bool")[:, None, :]
     if causal:
         query_positions = ops.arange(query_length)[:, None] + start_index
-        future = ops.arange(key_length)[None, :] <= query_positions
-        mask = future[None] if mask is None else ops.logical_and(mask, future[None])
+        keys = ops.arange(key_length)[None, :]
+        allowed = keys <= query_positions
+        if sliding_window is not None:
+            allowed = ops.logical_and(allowed, query_positions < keys + sliding_window)
+        mask = allowed[None] if mask is None else ops.logical_and(mask, allowed[None])
     return mask
 
 
@@ -54,6 +90,10 @@ class MoETransformerBlock(keras.layers.Layer):
         layer_norm_epsilon: float.
         use_rotary: bool, rotary positions inside attention.
         rope_max_wavelength: int.
+        head_dim: int or None, width of each attention head (default `hidden_dim // num_heads`).
+        attention_bias: False, True or `"qkv"`: biases of the attention projections (see
+            `CachedGroupedQueryAttention`).
+        sliding_window: int or None, causal attention only to the last `sliding_window` positions.
         dropout: float, dropout on the attention and FFN outputs.
         kernel_initializer: initializer of the attention projections.
 
@@ -78,6 +118,9 @@ class MoETransformerBlock(keras.layers.Layer):
         layer_norm_epsilon=1e-5,
         use_rotary=True,
         rope_max_wavelength=10000,
+        head_dim=None,
+        attention_bias=False,
+        sliding_window=None,
         dropout=0.0,
         kernel_initializer="glorot_uniform",
         **kwargs,
@@ -96,10 +139,12 @@ class MoETransformerBlock(keras.layers.Layer):
         self.use_rotary = check_bool("use_rotary", use_rotary)
         self.rope_max_wavelength = rope_max_wavelength
         self.dropout = check_fraction("dropout", dropout)
+        self.sliding_window = None if sliding_window is None else check_positive_int("sliding_window", sliding_window)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.attention = CachedGroupedQueryAttention(
-            num_heads, num_kv_heads, use_rotary=use_rotary, rope_max_wavelength=rope_max_wavelength,
-            kernel_initializer=kernel_initializer, dtype=self.dtype_policy, name="attention",
+            num_heads, num_kv_heads, head_dim=head_dim, use_bias=attention_bias, use_rotary=use_rotary,
+            rope_max_wavelength=rope_max_wavelength, kernel_initializer=kernel_initializer, dtype=self.dtype_policy,
+            name="attention",
         )
         self.attention_norm = make_norm(normalization, layer_norm_epsilon, self.dtype_policy, "attention_norm")
         self.feed_forward_norm = make_norm(normalization, layer_norm_epsilon, self.dtype_policy, "feed_forward_norm")
@@ -133,7 +178,8 @@ class MoETransformerBlock(keras.layers.Layer):
         seq_len = ops.shape(hidden)[1]
         key_len = seq_len if cache is None else ops.shape(cache)[2]
         key_mask = padding_mask if cache is None else None
-        mask = attention_mask(key_mask, seq_len, key_len, self.causal, 0 if cache_update_index is None else cache_update_index)
+        start = 0 if cache_update_index is None else cache_update_index
+        mask = attention_mask(key_mask, seq_len, key_len, self.causal, start, self.sliding_window)
         attended = self.attention(
             self.attention_norm(hidden), attention_mask=mask, cache=cache, cache_update_index=cache_update_index, training=training
         )
@@ -169,6 +215,9 @@ class MoETransformerBlock(keras.layers.Layer):
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "use_rotary": self.use_rotary,
                 "rope_max_wavelength": self.rope_max_wavelength,
+                "head_dim": self.attention.head_dim,
+                "attention_bias": self.attention.use_bias,
+                "sliding_window": self.sliding_window,
                 "dropout": self.dropout,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             }

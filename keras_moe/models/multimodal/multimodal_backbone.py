@@ -106,7 +106,7 @@ class MultimodalMoEBackbone(MoEStackMixin, keras_hub.models.Backbone):
         num_experts: int, experts per MoE block (0: dense). router: router spec (it sets `top_k`).
         expert_modalities: None or a list of `num_experts` of `"text"`/`"image"`/`"any"`.
         activation, num_shared_experts, dispatch, train_capacity_factor, eval_capacity_factor,
-            min_expert_capacity: see `MoELayer`.
+            min_expert_capacity, use_bias: see `MoELayer`.
         num_dense_layers, moe_layer_interval: MoE placement, as in `MoETransformerBackbone`.
         local_entropy_loss_weight, global_entropy_loss_weight, global_entropy_threshold: LIMoE losses.
         modalities: the inputs used, a subset of `["image", "text"]`.
@@ -139,6 +139,7 @@ class MultimodalMoEBackbone(MoEStackMixin, keras_hub.models.Backbone):
         min_expert_capacity=4,
         num_dense_layers=0,
         moe_layer_interval=1,
+        use_bias=False,
         local_entropy_loss_weight=0.0,
         global_entropy_loss_weight=0.0,
         global_entropy_threshold=None,
