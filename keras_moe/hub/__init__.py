@@ -14,5 +14,5 @@ from keras_moe.hub.registry import FAMILIES, SparseBackbone, family_of, register
 from keras_moe.hub.sparsify import from_preset, sparsify
 from keras_moe.hub.upcycle import register_upcycler, upcycle
 
-# The built-in families (each module registers its `Family`).
-from keras_moe.hub import gemma4, gpt_oss, mixtral, qwen3_5_moe, qwen3_moe, qwen_moe  # noqa: E402,F401
+# The built-in families (each module registers its `Family`), and the keras-hub CausalLM signatures.
+from keras_moe.hub import gemma4, gpt_oss, mixtral, qwen3_5_moe, qwen3_moe, qwen_moe, serving  # noqa: E402,F401

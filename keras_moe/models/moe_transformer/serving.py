@@ -63,7 +63,9 @@ def classifier_signatures(model):
 
 
 @register_signatures(MoECausalLM)
-def causal_lm_signatures(model):
+def causal_lm_signatures(model, routing=True):
+    """`serving_default`, `generate` and (with `routing`, for models whose backbone has
+    `call_with_routing`) `routing`: the text signatures of any keras-hub-style CausalLM."""
     preprocessor = require_preprocessor(model)
     tokenizer, sequence_length = preprocessor.tokenizer, int(preprocessor.sequence_length)
     if model.sampler is None or isinstance(model.sampler, str):
@@ -94,9 +96,13 @@ def causal_lm_signatures(model):
         generated = tf.ragged.boolean_mask(ids, keep)
         return {"generated_text": tokenizer.detokenize(generated)}
 
-    @tf.function(input_signature=[TEXT_SPEC])
-    def routing(text):
-        token_ids, padding_mask, _ = tokenize_last(tokenizer, text, sequence_length)
-        return backbone_routing(model, {"token_ids": token_ids, "padding_mask": padding_mask})
+    signatures = {"serving_default": serving_default, "generate": generate}
+    if routing:
 
-    return {"serving_default": serving_default, "generate": generate, "routing": routing}
+        @tf.function(input_signature=[TEXT_SPEC])
+        def routing_signature(text):
+            token_ids, padding_mask, _ = tokenize_last(tokenizer, text, sequence_length)
+            return backbone_routing(model, {"token_ids": token_ids, "padding_mask": padding_mask})
+
+        signatures["routing"] = routing_signature
+    return signatures
