@@ -1,5 +1,6 @@
 """Dispatch and combine: pure `keras.ops` functions that move tokens to experts and back."""
 
+from keras_moe.dispatch.all_experts import all_experts_dispatch
 from keras_moe.dispatch.blocked import blocked_dispatch
 from keras_moe.dispatch.capacity import capacity_dispatch, capacity_slots, expert_capacity
 from keras_moe.dispatch.compilation import in_xla_compilation

@@ -79,6 +79,25 @@ class ExpertMath:
         scale = self.expert_output_scale()
         return outputs if scale is None else outputs * ops.cast(scale, outputs.dtype)[:, None, None]
 
+    def call_every(self, inputs):
+        """Every expert on every token as batched matmuls over the stored kernels: `[t, h] -> [e, t, h]`.
+
+        The kernels are used as stored (`[e, h, f]`): an einsum over them can transpose whole kernels.
+        """
+        num_tokens = ops.shape(inputs)[0]
+
+        def project(x, name):
+            kernel = self.expert_kernel(name)
+            if len(x.shape) == 2:  # the first projection: the same rows for every expert
+                x = ops.broadcast_to(x[None], (self.num_experts, num_tokens, x.shape[-1]))
+            y = ops.matmul(x, ops.cast(kernel, x.dtype))
+            bias = self.expert_bias(name)
+            return y if bias is None else y + bias[:, None, :]
+
+        outputs = self._feed_forward(inputs, project)
+        scale = self.expert_output_scale()
+        return outputs if scale is None else outputs * ops.cast(scale, outputs.dtype)[:, None, None]
+
     def call_all(self, inputs):
         """Every expert on every token: `[t, h] -> [t, e, h]`. Slow; the oracle for tests."""
 
@@ -93,12 +112,19 @@ class ExpertMath:
         return outputs if scale is None else outputs * ops.cast(scale, outputs.dtype)[None, :, None]
 
     def call_gathered(self, inputs, expert_index):
-        """`[t, h]` and chosen experts `[t, k]` -> `[t, k, h]`, reading each choice's weights by index."""
+        """`[t, h]` and chosen experts `[t, k]` -> `[t, k, h]`, reading each choice's weights by index.
+
+        Batched matmuls of `[t, k, 1, d]` rows by the gathered `[t, k, d, f]` kernels (an einsum
+        here can transpose the gathered kernels).
+        """
+        top_k = expert_index.shape[1]
 
         def project(x, name):
-            kernel = ops.take(self.expert_kernel(name), expert_index, axis=0)  # [t, k, d, f]
-            equation = "td,tkdf->tkf" if name in ("in", "gate", "up") else "tkd,tkdf->tkf"
-            y = ops.einsum(equation, x, ops.cast(kernel, x.dtype))
+            kernel = ops.cast(ops.take(self.expert_kernel(name), expert_index, axis=0), x.dtype)  # [t, k, d, f]
+            rows = x[:, None, None, :] if len(x.shape) == 2 else x[:, :, None, :]
+            if len(x.shape) == 2:
+                rows = ops.repeat(rows, top_k, axis=1)
+            y = ops.squeeze(ops.matmul(rows, kernel), axis=2)  # [t, k, f]
             bias = self.expert_bias(name)
             return y if bias is None else y + ops.take(bias, expert_index, axis=0)
 

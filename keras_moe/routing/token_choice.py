@@ -36,9 +36,14 @@ def _run_gathered(tokens, index, weight, experts, options, mask):
     return dispatch_lib.gathered_dispatch(tokens, index, weight, experts, mask)
 
 
+def _run_all_experts(tokens, index, weight, experts, options, mask):
+    return dispatch_lib.all_experts_dispatch(tokens, index, weight, experts, experts.num_experts, mask)
+
+
 # Dispatch modes of token-choice routing: `mode -> fn(tokens, index, weight, experts, options, mask)`
 # returning `(outputs [t, h], kept bool [t, k])`. All but "capacity" are exact (no choice dropped).
-DISPATCH_MODES = {"capacity": _run_capacity, "dropless": _run_dropless, "blocked": _run_blocked, "gathered": _run_gathered}
+DISPATCH_MODES = {"capacity": _run_capacity, "dropless": _run_dropless, "blocked": _run_blocked, "gathered": _run_gathered,
+                  "all_experts": _run_all_experts}
 
 
 class TokenChoiceRouting(NamedTuple):
