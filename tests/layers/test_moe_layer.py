@@ -30,7 +30,10 @@ def make_layer(router, dispatch_mode="capacity", num_experts=4, hidden=8, **kwar
     return layer
 
 
-@pytest.mark.parametrize("dispatch_mode", ["capacity", "dropless"])
+EXACT_MODES = ["dropless", "blocked", "gathered", "all_experts"]
+
+
+@pytest.mark.parametrize("dispatch_mode", ["capacity"] + EXACT_MODES)
 @pytest.mark.parametrize("router", TOKEN_ROUTERS)
 def test_sparse_path_equals_dense_oracle(router, dispatch_mode):
     layer = make_layer(router, dispatch_mode)
@@ -98,7 +101,45 @@ def test_gradients_equal_dense_oracle(dispatch_mode):
         np.testing.assert_allclose(sparse.numpy(), dense.numpy(), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("dispatch_mode", ["capacity", "dropless"])
+def gradients(layer, tokens):
+    """d(sum of squared outputs) / d(tokens, expert kernels, router kernel), on either backend."""
+    names = ["in_kernel", "out_kernel"]
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tokens = tf.constant(tokens)
+        watched = [layer.experts.in_kernel, layer.experts.out_kernel, layer.router.kernel]
+        with tf.GradientTape() as tape:
+            tape.watch(tokens)
+            loss = tf.reduce_sum(layer(tokens) ** 2)
+        return [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, [tokens] + [w.value for w in watched])]
+    import jax
+
+    trainable = [v.value for v in layer.trainable_variables]
+    order = [[v.path for v in layer.trainable_variables].index(w.path)
+             for w in (layer.experts.in_kernel, layer.experts.out_kernel, layer.router.kernel)]
+    assert names  # the experts' kernels and the router's are all trainable
+
+    def loss(x, weights):
+        out, _ = layer.stateless_call(weights, [v.value for v in layer.non_trainable_variables], x)
+        return (out ** 2).sum()
+
+    dx, dw = jax.grad(loss, argnums=(0, 1))(tokens, trainable)
+    return [np.asarray(dx)] + [np.asarray(dw[i]) for i in order]
+
+
+@pytest.mark.parametrize("dispatch_mode", EXACT_MODES[1:])
+def test_every_exact_path_has_the_reference_gradients(dispatch_mode):
+    reference = make_layer("top_k", "dropless")
+    layer = make_layer("top_k", dispatch_mode)
+    layer.set_weights(reference.get_weights())
+    tokens = random_tokens(10, 8)
+    np.testing.assert_allclose(to_numpy(layer(tokens)), to_numpy(reference(tokens)), rtol=1e-5, atol=1e-6)
+    for ours, expected in zip(gradients(layer, tokens), gradients(reference, tokens)):
+        np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("dispatch_mode", ["capacity"] + EXACT_MODES)
 def test_token_output_independent_of_batch_and_permutation(dispatch_mode):
     layer = make_layer("top_k", dispatch_mode)
     tokens = random_tokens(9, 8)
@@ -133,7 +174,7 @@ def test_capacity_drops_are_reported_exactly():
     np.testing.assert_allclose(outputs, np.einsum("tkh,tk->th", chosen, weight * kept), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("dispatch_mode", ["capacity", "dropless"])
+@pytest.mark.parametrize("dispatch_mode", ["capacity"] + EXACT_MODES)
 @pytest.mark.parametrize("router", ["top_k", "expert_choice", "soft"])
 def test_padding_takes_no_capacity_and_no_statistic(router, dispatch_mode):
     layer = make_layer(router, dispatch_mode)
