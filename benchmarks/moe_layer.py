@@ -91,6 +91,8 @@ def build_layers(num_experts, args):
         ),
         "dropless": keras_moe.MoELayer(num_experts, args.intermediate_dim, router=router, dispatch="dropless"),
     }
+    for mode in args.modes:
+        layers[mode] = keras_moe.MoELayer(num_experts, args.intermediate_dim, router=router, dispatch=mode)
     if args.keras_hub and num_experts <= args.keras_hub_max_experts:
         layers["keras_hub"] = MixtralSparseMoeBlock(args.hidden_dim, args.intermediate_dim, num_experts, top_k=args.top_k)
     return layers
@@ -104,6 +106,7 @@ def main():
     parser.add_argument("--intermediate-dim", type=int, default=512)
     parser.add_argument("--top-k", type=int, default=2)
     parser.add_argument("--capacity-factor", type=float, default=1.25)
+    parser.add_argument("--modes", nargs="*", default=[], help="more dispatch modes to time, e.g. blocked fitted auto")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dtype", default="float32", help="float32 or bfloat16 (mixed precision)")
     parser.add_argument("--no-keras-hub", dest="keras_hub", action="store_false")
@@ -121,7 +124,7 @@ def main():
         steps = {name: make_step(layer, x) for name, layer in build_layers(num_experts, args).items()}
         times = time_steps(steps, args.repeats)
         row = {f"{name}_ms": round(1000 * t, 2) for name, t in times.items()}
-        for name in ("capacity", "dropless", "keras_hub"):
+        for name in ("capacity", "dropless", *args.modes, "keras_hub"):
             if name in times:
                 row[f"{name}_over_dense"] = round(times[name] / times["dense"], 3)
         best = min(times["capacity"], times["dropless"])

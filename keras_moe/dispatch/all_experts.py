@@ -6,7 +6,7 @@ The outputs are exactly the chosen experts' (the others get weight 0), so nothin
 compute is `e / k` times the sparse compute, in two batched matmuls with no sorting, splitting,
 padding or gathering of weights. For a handful of tokens (decoding steps) fixed per-op costs
 dominate and the expert weights sit in cache, so this is the fastest exact path on CPUs (measured:
-`keras_moe.dispatch.choose`); at scale the wasted compute and weight reads make it the slowest.
+`benchmarks/dispatch_choice.py`); at scale the wasted compute and weight reads make it the slowest.
 """
 
 from keras import ops

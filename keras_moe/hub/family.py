@@ -22,7 +22,7 @@ from keras import ops
 
 from keras_moe.routing.common import DispatchOptions
 
-DISPATCH_DEFAULTS = {"dispatch": "dropless", "train_capacity_factor": 1.25, "eval_capacity_factor": 2.0, "min_expert_capacity": 4}
+DISPATCH_DEFAULTS = {"dispatch": "auto", "train_capacity_factor": 1.25, "eval_capacity_factor": 2.0, "min_expert_capacity": 4}
 
 
 class SparseMoEBlock:

@@ -17,7 +17,7 @@ def _backbone(model):
     raise ValueError(f"keras_moe.hub.sparsify takes a keras-hub Backbone or task (e.g. a CausalLM). Received: {model!r}")
 
 
-def sparsify(model, dispatch="dropless", **layer_options):
+def sparsify(model, dispatch="auto", **layer_options):
     """Makes a keras-hub MoE model compute only each token's chosen experts, in place.
 
     Supported: `MixtralBackbone`, `QwenMoeBackbone`, `Qwen3MoeBackbone`, `GptOssBackbone`,
@@ -35,12 +35,13 @@ def sparsify(model, dispatch="dropless", **layer_options):
     XLA: keras-hub's `generate` compiles with `jit_compile="auto"`, which is True on a TensorFlow GPU.
     TensorFlow's dropless dispatch splits rows into per-expert groups of data-dependent sizes, which
     XLA cannot compile; inside a function traced for XLA the `"dropless"` mode therefore runs the
-    blocked path (`keras_moe.dispatch.blocked`): also dropless and exact, with static shapes. JAX's
-    dropless path (`ragged_dot`) compiles as it is.
+    blocked path (`keras_moe.dispatch.blocked`): also dropless and exact, with static shapes; `"auto"`
+    picks static-shape paths there itself. JAX's dropless path (`ragged_dot`) compiles as it is.
 
     Args:
         model: a keras-hub `Backbone` or `Task` of a supported family.
-        dispatch: `"dropless"` (default, exact), `"blocked"` (exact, static shapes), `"gathered"`
+        dispatch: `"auto"` (default: the fastest exact mode for the backend and token count, see
+            `keras_moe.dispatch.choose`), `"dropless"` (exact, grouped), `"blocked"` (exact, static shapes), `"gathered"`
             (exact; reads each choice's weights, for a handful of tokens) or `"capacity"` (static
             shapes; tokens past an expert's capacity are dropped, so outputs can differ).
         **layer_options: `train_capacity_factor`, `eval_capacity_factor`, `min_expert_capacity` (capacity mode).
@@ -95,7 +96,7 @@ def from_preset(preset, task=None, dispatch=None, **kwargs):
     Args:
         preset: the preset handle or directory.
         task: None (the backbone), `"causal_lm"`, or a keras-hub task class.
-        dispatch: see `sparsify`; None keeps a sparse preset's own options (else `"dropless"`).
+        dispatch: see `sparsify`; None keeps a sparse preset's own options (else `"auto"`).
         **kwargs: for keras-hub's `from_preset` (e.g. `load_weights=False`, `dtype`).
     """
     if task is None:
@@ -109,7 +110,7 @@ def from_preset(preset, task=None, dispatch=None, **kwargs):
     backbone = _backbone(model)
     if dispatch is None and isinstance(backbone, family_of(backbone).sparse_backbone):
         return sparsify(model, **backbone.sparse_moe)
-    return sparsify(model, dispatch=dispatch or "dropless")
+    return sparsify(model, dispatch=dispatch or "auto")
 
 
 def _family_causal_lm(preset):

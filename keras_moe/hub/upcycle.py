@@ -204,7 +204,7 @@ def default_router(top_k):
     return {"class_name": "top_k", "config": {"top_k": top_k, "normalize_top_k": "straight_through" if top_k == 1 else True}}
 
 
-def upcycle(model, num_experts, top_k=2, router="top_k", expert_noise=0.0, seed=None, dispatch="dropless", **options):
+def upcycle(model, num_experts, top_k=2, router="top_k", expert_noise=0.0, seed=None, dispatch="auto", **options):
     """An MoE model whose every expert starts as a copy of `model`'s dense FFN (sparse upcycling).
 
     Args:

@@ -44,11 +44,14 @@ class MoELayer(ReplicaLocalLosses, keras.layers.Layer):  # per-replica add_loss:
         shared_intermediate_dim: int or None, width of each shared expert (default `intermediate_dim`).
         shared_expert_gate: bool, multiply the shared experts' output by `sigmoid(x w)`, a learned
             per-token gate (Qwen1.5-MoE, Qwen3.5-MoE).
-        dispatch: `"capacity"` (static shapes, overflow dropped, `jit_compile` friendly) or
-            `"dropless"` (grouped matmul, no token ever dropped; on TensorFlow its per-expert
-            split has dynamic sizes, so compile with `jit_compile=False`; on JAX it is
-            `jax.lax.ragged_dot` and jit-compiles). Token-choice routers only; expert-choice and
-            Soft MoE routing have their own fixed-size dispatch.
+        dispatch: `"capacity"` (static shapes, overflow dropped, `jit_compile` friendly) or an
+            exact mode (no token ever dropped): `"auto"` (the fastest exact mode for the backend,
+            platform and token count, see `keras_moe.dispatch.choose`), `"dropless"` (grouped
+            matmul: per-expert splits on TensorFlow, blocked under `jit_compile=True`;
+            `jax.lax.ragged_dot` on JAX), `"blocked"` (static-shape block-sparse, MegaBlocks),
+            `"gathered"` (each choice reads its expert's weights) or `"all_experts"` (every expert
+            on every token, for a few tokens). Token-choice routers only; expert-choice and Soft
+            MoE routing have their own fixed-size dispatch.
         train_capacity_factor: float > 0, capacity factor when training (capacity mode).
         eval_capacity_factor: float > 0, capacity factor at inference (capacity mode).
         min_expert_capacity: int > 0, smallest expert buffer (capacity mode).

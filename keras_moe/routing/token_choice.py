@@ -40,10 +40,17 @@ def _run_all_experts(tokens, index, weight, experts, options, mask):
     return dispatch_lib.all_experts_dispatch(tokens, index, weight, experts, experts.num_experts, mask)
 
 
+def _run_auto(tokens, index, weight, experts, options, mask):
+    mode = dispatch_lib.auto_mode(
+        tokens.shape[0], index.shape[1], experts.num_experts, experts.expert_size(), xla=dispatch_lib.in_xla_compilation()
+    )
+    return DISPATCH_MODES[mode](tokens, index, weight, experts, options, mask)
+
+
 # Dispatch modes of token-choice routing: `mode -> fn(tokens, index, weight, experts, options, mask)`
 # returning `(outputs [t, h], kept bool [t, k])`. All but "capacity" are exact (no choice dropped).
 DISPATCH_MODES = {"capacity": _run_capacity, "dropless": _run_dropless, "blocked": _run_blocked, "gathered": _run_gathered,
-                  "all_experts": _run_all_experts}
+                  "all_experts": _run_all_experts, "auto": _run_auto}
 
 
 class TokenChoiceRouting(NamedTuple):

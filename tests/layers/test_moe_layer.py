@@ -30,7 +30,7 @@ def make_layer(router, dispatch_mode="capacity", num_experts=4, hidden=8, **kwar
     return layer
 
 
-EXACT_MODES = ["dropless", "blocked", "gathered", "all_experts"]
+EXACT_MODES = ["dropless", "blocked", "gathered", "all_experts", "auto"]
 
 
 @pytest.mark.parametrize("dispatch_mode", ["capacity"] + EXACT_MODES)

@@ -133,7 +133,7 @@ class MultimodalMoEBackbone(MoEStackMixin, keras_hub.models.Backbone):
         expert_modalities=None,
         activation="gelu",
         num_shared_experts=0,
-        dispatch="dropless",
+        dispatch="auto",
         train_capacity_factor=1.25,
         eval_capacity_factor=2.0,
         min_expert_capacity=4,

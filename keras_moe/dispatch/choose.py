@@ -1,0 +1,65 @@
+"""`dispatch="auto"`: the fastest exact dispatch mode for the backend, platform and token count.
+
+Every mode it picks is exact (no choice dropped), so `auto` changes speed, never outputs.
+Measured with `benchmarks/dispatch_choice.py` (a compiled forward pass and a training step of one
+layer per mode, 1 to 4,096 tokens, at e = 8 and 64 experts and h f = 128 x 128 and 512 x 1,024;
+figures in `benchmarks/RESULTS.md`). With `t` tokens, `k` choices, `e` experts:
+
+| backend | when | mode | why (measured on 2 CPU cores) |
+|---|---|---|---|
+| JAX (CPU, GPU), TensorFlow under XLA | `min(t e, 5 t k) <= 512`, the smaller | `all_experts` (`t e`) or `gathered` (`5 t k`) | few tokens (decoding): sorting and grouping cost more than the maths. Computing every expert costs `t e` expert-rows; reading each choice's weights costs about 5x a computed row per choice |
+| JAX (CPU, GPU), TensorFlow under XLA | otherwise | `blocked` | static block-sparse; `ragged_dot` computes densely off TPU (4-7x slower than blocked at 1,024-4,096 tokens here; 7.1x dense measured on an H200) |
+| TensorFlow | `t e <= 512`, `e <= 2 t k`, expert matrices of at most 2^15 weights | `all_experts` | small experts in cache: 10-27% faster than splitting (4-64 tokens, h f = 128 x 128) |
+| TensorFlow | otherwise | `dropless` | per-expert splits of exact sizes: the fastest everywhere else, even for one token |
+| JAX on TPU, PyTorch, unknown `t` | any | `dropless` | `ragged_dot` is the TPU's grouped matmul; splits on PyTorch |
+"""
+
+import keras
+
+# Expert-rows (one token through one expert) beyond which a static-shape path's sorting and
+# grouping pay off (crossover 64-256 tokens at e = 8, 8-16 at e = 64; dispatch_choice.py).
+FEW_ROWS = 512
+# Reading one choice's expert weights by index costs about this many computed expert-rows.
+GATHER_COST = 5
+# TensorFlow's splits beat computing every expert once an expert matrix leaves the cache.
+TF_ALL_EXPERTS_MAX_SIZE = 2**15
+
+
+def auto_mode(num_tokens, top_k, num_experts, expert_size, backend=None, platform=None, xla=False):
+    """The mode `dispatch="auto"` runs.
+
+    Args:
+        num_tokens: int, or None when unknown while tracing (then the grouped `dropless` path).
+        top_k: int `k`; num_experts: int `e`.
+        expert_size: int, weights in one expert matrix (`h f`).
+        backend: Keras backend name (default: the current one); platform: JAX platform
+            (`"cpu"`, `"gpu"`, `"tpu"`; default: JAX's default backend).
+        xla: bool, TensorFlow is tracing for XLA (`jit_compile=True`).
+
+    Example:
+
+    ```python
+    from keras_moe.dispatch import auto_mode
+
+    auto_mode(1, 2, 8, 128 * 128, backend="jax", platform="cpu")  # "all_experts"
+    auto_mode(4096, 2, 8, 128 * 128, backend="jax", platform="cpu")  # "blocked"
+    ```
+    """
+    backend = backend or keras.backend.backend()
+    if backend not in ("tensorflow", "jax") or num_tokens is None:
+        return "dropless"
+    if backend == "jax" and (platform or _jax_platform()) == "tpu":
+        return "dropless"
+    every, gathered = num_tokens * num_experts, GATHER_COST * num_tokens * top_k
+    if backend == "tensorflow" and not xla:
+        small = expert_size <= TF_ALL_EXPERTS_MAX_SIZE and num_experts <= 2 * num_tokens * top_k
+        return "all_experts" if small and every <= FEW_ROWS else "dropless"
+    if min(every, gathered) > FEW_ROWS:
+        return "blocked"
+    return "all_experts" if every <= gathered else "gathered"
+
+
+def _jax_platform():
+    import jax
+
+    return jax.default_backend()
