@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 
+import h5py
 import keras
 import numpy as np
 
@@ -62,6 +63,12 @@ class Backup:
                 raise ValueError(f"not a keras-moe backup state of format {FORMAT}")
         except (OSError, ValueError, TypeError, AttributeError) as error:
             self._fail(path, error)
+        weights = os.path.join(folder, "model.weights.h5")
+        try:
+            with h5py.File(weights, "r"):  # readable now, not after the data and model are built
+                pass
+        except OSError as error:
+            self._fail(weights, error)
         state["path"] = folder
         return state
 
@@ -112,14 +119,23 @@ class Backup:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def metrics_variables(model):
+    """Every metric variable of `model` once (`model.metrics_variables` lists a sublayer's metric once
+    per path to it: the MoE layers' routing statistics come twice, through the backbone and the task)."""
+    unique = {}
+    for variable in model.metrics_variables:
+        unique.setdefault(id(variable), variable)
+    return list(unique.values())
+
+
 def metric_values(model):
     """The current values of every metric variable of `model` (losses, accuracy, routing statistics)."""
-    return [keras.ops.convert_to_numpy(v) for v in model.metrics_variables]
+    return [keras.ops.convert_to_numpy(v) for v in metrics_variables(model)]
 
 
 def add_metric_values(model, values, backup):
     """Adds saved running sums to `model`'s metric variables (which hold the sums of the steps since)."""
-    variables = model.metrics_variables
+    variables = metrics_variables(model)
     shapes = [tuple(v.shape) for v in variables]
     if len(values) != len(variables) or any(tuple(a.shape) != s for a, s in zip(values, shapes)):
         raise BackupError(f"The backup's metric values ({len(values)}) do not fit this model's metrics ({len(variables)}). "

@@ -3,7 +3,8 @@
 The version is chosen once and recorded in `metrics.json` (`export.version`) before anything is
 written, so a rerun after a kill exports that same version (never a second one); the export itself is
 atomic (a staging folder renamed into place, `keras_moe.export`), and a finished version whose
-`assets/keras_moe_config.yaml` holds this run's config is taken as this run's export.
+`assets/keras_moe_config.yaml` holds this run's config is taken as this run's export. The export is
+always made from the saved `model.keras`, so a first export and one after a kill are the same.
 """
 
 import os
@@ -24,8 +25,8 @@ def exported_config(path):
         return yaml.safe_load(handle)
 
 
-def publish(folder, cfg, config, metrics, model=None):
-    """Exports the run (its `model`, or `model.keras`) unless already done; returns the updated metrics."""
+def publish(folder, cfg, config, metrics):
+    """Exports the run's `model.keras` unless already done; returns the updated metrics."""
     root = os.path.join(cfg.export.root, cfg.name)
     version = (metrics.get("export") or {}).get("version")
     path = None if version is None else os.path.join(root, str(version))
@@ -39,8 +40,7 @@ def publish(folder, cfg, config, metrics, model=None):
         metrics = {**metrics, "export": {"version": version}}
         folder.write_metrics(metrics)
     if not os.path.isdir(path):
-        model = model if model is not None else folder.load_model()
-        export_saved_model(model, cfg.export.root, cfg.name, version=version, assets={CONFIG_ASSET: config_yaml(config)})
+        export_saved_model(folder.load_model(), cfg.export.root, cfg.name, version=version, assets={CONFIG_ASSET: config_yaml(config)})
     metrics = {**metrics, "saved_model": path}
     folder.write_metrics(metrics)
     return metrics

@@ -32,14 +32,14 @@ def train(cfg, extra_callbacks=()):
     folder = RunFolder(cfg.output_dir)
     with folder.locked():
         folder.claim(config, resume=cfg.trainer.resume)
-        metrics, model = folder.metrics(), None
+        metrics = folder.metrics()
         if metrics is None:
-            model, metrics = _train(cfg, config, folder, extra_callbacks)
+            metrics = _train(cfg, config, folder, extra_callbacks)
         else:
             log.info("%s is already trained (%s).%s", cfg.name, folder.path,
                      "" if "saved_model" in metrics else " Exporting it.")
         if cfg.export.enabled and "saved_model" not in metrics and keras.backend.backend() == "tensorflow":
-            metrics = publish(folder, cfg, config, metrics, model)
+            metrics = publish(folder, cfg, config, metrics)
     return metrics
 
 
@@ -74,7 +74,7 @@ def _train(cfg, config, folder, extra_callbacks):
     folder.write_metrics(metrics)  # from here on the run counts as trained
     if backup is not None:
         backup.delete()
-    return model, metrics
+    return metrics
 
 
 def _check_backup(state, config, total_steps, backup):
