@@ -11,15 +11,19 @@ import time
 
 import keras
 import numpy as np
+import pytest
 
 from tests.cli.runs import command, command_env, tiny_run
 
+# A fresh process on JAX spends minutes compiling where TensorFlow spends seconds, so the 11 kills run
+# on the TensorFlow pass; tests/cli/test_recipes.py checks exact resumption on both backends in-process.
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                reason="11 fresh processes: run on the TensorFlow pass (exact resume on JAX: test_recipes.py)")
 EPOCHS, STEPS = 3, 4
 TOTAL = EPOCHS * STEPS
-TENSORFLOW = keras.backend.backend() == "tensorflow"
 # The kills, in order: each waits for its moment in a fresh `keras-moe train` process, then kills it.
-PLAN = (["after a step", "mid backup write", "anywhere", "after a step", "mid backup write", "after a step",
-         "finishing", "finishing"] + (["export", "export", "export"] if TENSORFLOW else ["after a step", "mid backup write"]))
+PLAN = ["after a step", "mid backup write", "anywhere", "after a step", "mid backup write", "after a step",
+        "finishing", "finishing", "export", "export", "export"]
 
 
 class Run:
@@ -133,8 +137,7 @@ def test_kill_9_at_any_moment_then_rerun_equals_an_uninterrupted_run(tmp_path, c
     assert len(kills) >= 10
     assert sum(k["backup staging left"] for k in kills) >= 1  # some kills hit a backup being written
     assert sum(not k["trained"] and k["backup step"] < TOTAL for k in kills) >= 4  # and training steps
-    if TENSORFLOW:
-        assert sum(k["export staging left"] for k in kills) >= 1  # and an export being written
+    assert sum(k["export staging left"] for k in kills) >= 1  # and an export being written
 
     final, expected = killed.metrics(), reference.metrics()
     assert (final["steps_run"], final["epochs_run"]) == (TOTAL, EPOCHS)
@@ -143,9 +146,8 @@ def test_kill_9_at_any_moment_then_rerun_equals_an_uninterrupted_run(tmp_path, c
         np.testing.assert_array_equal(mine, theirs)
     assert not (killed.folder / "backup").exists()
     assert not [entry for entry in os.listdir(killed.folder) if entry.startswith(".tmp-")]
-    if TENSORFLOW:
-        assert sorted(os.listdir(killed.exports)) == ["1"]  # one version, no staging folder left
-        mine, theirs = served(killed), served(reference)
-        assert sorted(mine) == sorted(theirs) and "serving_default/next_token_logits" in mine
-        for key in mine:
-            np.testing.assert_array_equal(mine[key], theirs[key], err_msg=key)
+    assert sorted(os.listdir(killed.exports)) == ["1"]  # one version, no staging folder left
+    mine, theirs = served(killed), served(reference)
+    assert sorted(mine) == sorted(theirs) and "serving_default/next_token_logits" in mine
+    for key in mine:
+        np.testing.assert_array_equal(mine[key], theirs[key], err_msg=key)

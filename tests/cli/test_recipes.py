@@ -1,8 +1,10 @@
 """Hydra configs and recipes: every option composes, every recipe trains one step, bad values fail early."""
 
+import json
 import math
 
 import keras
+import numpy as np
 import pytest
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf.errors import ConfigKeyError
@@ -172,13 +174,22 @@ class FirstStep(keras.callbacks.Callback):
             self.iterations = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
 
-def test_rerun_resumes_where_the_interrupted_run_stopped(tmp_path, fortunes_root):
-    overrides = tiny_overrides("shakespeare_moe", tmp_path, fortunes_root) + [
-        "trainer.epochs=3", "trainer.steps_per_epoch=2", "trainer.backup_freq=1", "export.enabled=false"]
+def test_an_interrupted_run_resumes_exactly(tmp_path, corpus):
+    """Stopped inside epoch 2 and run again, the run ends as an uninterrupted one: same weights, same
+    logs for every epoch (on each backend; tests/cli/test_kill.py does it with kill -9 on TensorFlow)."""
+    from tests.cli.runs import tiny_run
+    from keras_moe.training.run_folder import RunFolder
+
+    config = tiny_run(corpus, f"output_root={tmp_path}", "export.enabled=false", "trainer.epochs=2",
+                      "trainer.steps_per_epoch=3", "trainer.backup_freq=2")
+    expected = train(compose_config([*config, "name=uninterrupted"]))
     with pytest.raises(KeyboardInterrupt):
-        train(compose_config(overrides), extra_callbacks=[StopAfter(3)])
+        train(compose_config([*config, "name=interrupted"]), extra_callbacks=[StopAfter(5)])
     first = FirstStep()
-    metrics = train(compose_config(overrides), extra_callbacks=[first])
-    assert first.iterations == 3  # continues at step 3 (inside epoch 2), not at 0 or at epoch 2's start
-    assert metrics["steps_run"] == 6
-    assert len(metrics["history"]["loss"]) == 3  # every epoch, the interrupted one's included
+    resumed = train(compose_config([*config, "name=interrupted"]), extra_callbacks=[first])
+    assert first.iterations == 4  # the backup of step 4 (every 2 steps), inside epoch 2: not 0, not 3
+    assert (resumed["steps_run"], len(resumed["history"]["loss"])) == (6, 2)
+    assert json.dumps(resumed["history"], sort_keys=True) == json.dumps(expected["history"], sort_keys=True)
+    for mine, theirs in zip(RunFolder(tmp_path / "interrupted").load_model().get_weights(),
+                            RunFolder(tmp_path / "uninterrupted").load_model().get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
