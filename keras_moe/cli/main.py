@@ -20,11 +20,13 @@ import sys
 
 
 def _quiet_python_logs():
-    """TensorFlow's Python INFO lines (`Assets written to ...`) and absl warnings stay out of the output."""
+    """TensorFlow's Python INFO lines (`Assets written to ...`), JAX's (`Unable to initialize backend
+    'tpu'`) and absl warnings stay out of the output."""
     import absl.logging
 
     absl.logging.set_verbosity(absl.logging.ERROR)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("jax").setLevel(logging.WARNING)
 
 
 def _config(argv):

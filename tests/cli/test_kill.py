@@ -91,7 +91,7 @@ def kill_at(run, process, moment, rng):
         reached = wait_for(process, run.export_staging)
         time.sleep(rng.uniform(0.0, 0.5))
     if process.poll() is not None:
-        return None  # the run ended before its moment came
+        return {"moment": moment, "ended with": process.returncode}  # before its moment came
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     metrics = run.metrics()
@@ -127,7 +127,8 @@ def test_kill_9_at_any_moment_then_rerun_equals_an_uninterrupted_run(tmp_path, c
     for moment in PLAN:
         process = killed.start()
         outcome = kill_at(killed, process, moment, rng)
-        assert outcome is not None, f"the run finished before the kill at {moment!r} (seed {seed}); kills so far: {kills}"
+        assert "ended with" not in outcome, (f"the run ended ({outcome}) before the kill at {moment!r} (seed {seed}); "
+                                             f"kills so far: {kills}\n" + (tmp_path / "killed.log").read_text()[-3000:])
         kills.append(outcome)
     finish = killed.start()
     assert finish.wait(timeout=300) == 0, (tmp_path / "killed.log").read_text()[-3000:]
