@@ -70,7 +70,10 @@ def cmd_train(argv):
             raise SystemExit(f"keras-moe train: {error}") from None
         print(json.dumps(summary(metrics)), flush=True)
 
-    sys.argv = ["keras-moe train"] + translate_overrides(argv) + [searchpath_override()]
+    args = translate_overrides(argv)
+    # Hydra's parser takes the overrides as one run of positional arguments: join that run (or end the line).
+    first = next((i for i, arg in enumerate(args) if "=" in arg and not arg.startswith("-")), len(args))
+    sys.argv = ["keras-moe train", *args[:first], searchpath_override(), *args[first:]]
     run()
 
 
@@ -98,12 +101,12 @@ def cmd_generate(argv):
 
 def cmd_export(argv):
     from keras_moe.export import export_saved_model
-    from keras_moe.training.run_folder import CONFIG_ASSET
+    from keras_moe.training.run_folder import CONFIG_ASSET, config_yaml
 
     cfg = _config(argv)
     folder = _trained_run(cfg)
-    with open(folder.file("config.yaml")) as handle:  # the config that trained the model travels with it
-        assets = {CONFIG_ASSET: handle.read()}
+    saved = folder.saved_config()  # the config that trained the model travels with it
+    assets = None if saved is None else {CONFIG_ASSET: config_yaml(saved)}
     print(export_saved_model(folder.load_model(), cfg.export.root, cfg.name, assets=assets))
 
 
