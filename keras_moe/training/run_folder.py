@@ -71,7 +71,8 @@ class RunFolder:
 
     def claim(self, config, resume):
         """Makes the folder this run's: refuses another run's folder, starts over when `resume` is False,
-        removes what a kill left half-written, and writes `config.yaml`."""
+        removes what a kill left half-written, and writes `config.yaml` if the folder has none (a rerun
+        leaves the first command's record, run mechanics included)."""
         if not resume:
             self.clear()
         saved = self.saved_config()
@@ -92,7 +93,8 @@ class RunFolder:
         for entry in os.listdir(self.path):
             if entry.startswith(TEMPORARY_PREFIX):
                 os.remove(self.file(entry))
-        write_text_atomic(self.file("config.yaml"), config_yaml(config))
+        if saved is None:
+            write_text_atomic(self.file("config.yaml"), config_yaml(config))
 
     def clear(self):
         for name in ARTEFACTS:

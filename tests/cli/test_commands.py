@@ -35,8 +35,9 @@ def test_train_writes_its_run_folder_and_export_and_starts_quietly(run):
     assert not (folder / "outputs" / name / "backup").exists()  # deleted once the model is saved
     assert not NOISE.search(result.stderr), result.stderr[-2000:]  # no TensorFlow start-up lines, no warnings
     bar = [line for line in result.stdout.splitlines() if "step - loss" in line]
-    assert bar and all("load_max" in line and "dropped" in line for line in bar)
-    assert not any("moe_0_" in line for line in bar)  # per-layer values stay out of the bar (they are in metrics.json)
+    assert bar and not any("moe_0_" in line for line in bar)  # per-layer values stay out of the bar
+    if keras.backend.backend() == "tensorflow":  # JAX's fit leaves sublayer metrics NaN: the bar leaves them out
+        assert all("load_max" in line and "dropped" in line for line in bar)
     history = json.loads((folder / "outputs" / name / "metrics.json").read_text())["history"]
     assert "moe_0_entropy" in history and "moe_1_load_max" in history
     if keras.backend.backend() == "tensorflow":
