@@ -4,6 +4,9 @@
 keras-hub classes of `keras_moe.hub` included) and every model family's serving signatures.
 """
 
+# First, before TensorFlow loads: a quiet start for the `keras-moe` command (no effect on library use).
+from keras_moe.utils import start_up  # noqa: F401, I001
+
 from keras_moe import dispatch, experts, hub, layers, losses, metrics, models, routing
 from keras_moe.experts import ExpertBank, FeedForward, MixtureOfModels
 from keras_moe.layers import ModalityMoELayer, MoELayer

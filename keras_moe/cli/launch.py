@@ -7,7 +7,7 @@ Each worker is `keras-moe <command> ... strategy=multi_worker_mirrored` with its
 `output_dir`; worker i > 0 writes to `<output_dir>/worker_<i>` and does not export, so workers never
 write the same file. Output lines are prefixed `[worker i]`. When one worker fails the others are
 stopped (they would wait on collectives forever); the exit code is the first non-zero one, else 0.
-For several hosts, set `TF_CONFIG` on each host yourself (README, "Scaling out").
+For several hosts, set `TF_CONFIG` on each host yourself (docs/scaling.md).
 """
 
 import argparse

@@ -6,8 +6,11 @@
 The SavedModel holds the signatures that `keras_moe.export.signatures_for(model)` builds (raw
 inputs; `serving_default` always; each model family registers its own next to the model, e.g.
 `keras_moe/models/moe_transformer/serving.py`), tagged `serve`, written with Keras's `ExportArchive`. The export
-goes to a hidden folder beside the versions and becomes visible with one `os.rename`, so a server
-polling the folder never sees a half-written version.
+goes to a hidden folder beside the versions (`.<version>-xxxx`) and becomes visible with one
+`os.rename`, so a server polling the folder never sees a half-written version; staging folders of the
+same version that a killed export left behind are removed first. `assets={"file name": text}` adds
+files to the SavedModel's `assets/` folder (e.g. the config that trained the model): they travel with
+the version, and TF Serving and `tf.saved_model.load` ignore asset files that no graph op reads.
 """
 
 import os
@@ -55,8 +58,29 @@ def write_saved_model(model, path):
     return path
 
 
-def export_saved_model(model, root, name, version=None):
-    """Exports `model` to `root/name/<version>/` (default: the next version) and returns that path."""
+def remove_stale_staging(target_root, version):
+    """Removes the hidden staging folders `.<version>-*` that an interrupted export of `version` left."""
+    prefix = f".{version}-"
+    for entry in os.listdir(target_root):
+        if entry.startswith(prefix) and os.path.isdir(os.path.join(target_root, entry)):
+            shutil.rmtree(os.path.join(target_root, entry), ignore_errors=True)
+
+
+def write_assets(export_dir, assets):
+    """Writes `{file name: text}` into `export_dir/assets/` (plain file names only)."""
+    for filename, text in (assets or {}).items():
+        if not isinstance(filename, str) or not filename or os.sep in filename or filename.startswith("."):
+            raise ValueError(f"An asset name must be a plain file name. Received: {filename!r}")
+        os.makedirs(os.path.join(export_dir, "assets"), exist_ok=True)
+        with open(os.path.join(export_dir, "assets", filename), "w") as handle:
+            handle.write(text)
+
+
+def export_saved_model(model, root, name, version=None, assets=None):
+    """Exports `model` to `root/name/<version>/` (default: the next version) and returns that path.
+
+    `assets`: optional `{file name: text}` written into the SavedModel's `assets/` folder.
+    """
     if not isinstance(name, str) or not name or os.sep in name or name.startswith("."):
         raise ValueError(f"The model name must be a non-empty folder name without '{os.sep}'; received name={name!r}.")
     target_root = os.path.join(root, name)
@@ -65,9 +89,11 @@ def export_saved_model(model, root, name, version=None):
     final = os.path.join(target_root, str(version))
     if os.path.exists(final):
         raise FileExistsError(f"Version {version} of {name!r} already exists at {final}; versions are never overwritten.")
+    remove_stale_staging(target_root, version)
     staging = tempfile.mkdtemp(prefix=f".{version}-", dir=target_root)
     try:
         export_dir = write_saved_model(model, os.path.join(staging, "model"))
+        write_assets(export_dir, assets)
         os.rename(export_dir, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

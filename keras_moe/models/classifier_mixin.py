@@ -1,5 +1,6 @@
 """What every classifier task shares: `class_names` (saved with the model, returned as labels by the
-SavedModel) and keras-hub's `compile` defaults (`loss="auto"`, `metrics="auto"`)."""
+SavedModel), keras-hub's `compile` defaults (`loss="auto"`, `metrics="auto"`), and compiling again
+when a `.keras` file is loaded."""
 
 import keras
 
@@ -10,6 +11,8 @@ class ClassifierMixin:
     `compile(optimizer="rmsprop", loss="auto", metrics="auto", ...)`: `"auto"` loss is sparse
     categorical cross-entropy (`from_logits` unless the task's `activation` is softmax), `"auto"`
     metrics are accuracy; anything else is passed to Keras as given (keras-hub's `TextClassifier`).
+    `keras.models.load_model` compiles the model as it was compiled when saved (`compile_from_config`:
+    Keras skips a model whose `compile` is its own, with a warning) and restores its optimizer state.
     """
 
     @property
@@ -34,3 +37,10 @@ class ClassifierMixin:
         if metrics == "auto":
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        """Compiles a loaded model with the saved compile config (`get_compile_config`), then builds the
+        optimizer so that its saved variables load (what Keras does for a model without its own `compile`)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built and getattr(self, "optimizer", None) is not None:
+            self.optimizer.build(self.trainable_variables)

@@ -1,22 +1,10 @@
-"""What a training run leaves behind: metrics JSON, expert-load heatmap, samples, SavedModels."""
-
-import json
-import os
-import tempfile
+"""Routing figures of a trained model: the expert load per MoE layer, and its heatmap."""
 
 import keras
 import numpy as np
 
 from keras_moe.layers.search import moe_layers
-
-
-def write_json_atomic(path, payload):
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True, default=float)
-        temporary = handle.name
-    os.replace(temporary, path)
+from keras_moe.training.atomic import replacing
 
 
 def expert_load(model, dataset, steps=8):
@@ -55,6 +43,6 @@ def plot_expert_load(load, path, title):
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="share of routed tokens (uniform = %.3f)" % (1 / matrix.shape[1]))
     fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with replacing(path) as temporary:
+        fig.savefig(temporary, dpi=100)
     plt.close(fig)

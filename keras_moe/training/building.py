@@ -8,11 +8,8 @@ import keras_hub
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
+from keras_moe.training.errors import ConfigError
 from keras_moe.training.strategies import check_batch_size, strategy_scope
-
-
-class ConfigError(ValueError):
-    """A config that cannot be instantiated; the message names the group, key and value."""
 
 
 def instantiate(node, group, **kwargs):

@@ -2,24 +2,20 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf.errors import ConfigKeyError
 
 import keras_moe
-from keras_moe.training.building import ConfigError, build_data, build_model, build_optimizer
-from keras_moe.training.config import compose_config, project_root
-from keras_moe.training import train
+from keras_moe.training import ConfigError, build_data, build_model, build_optimizer, train
+from keras_moe.training.config import compose_config, recipe_names
+from tests.cli.runs import ROOT
 
-ROOT = project_root()
 # Multimodal recipes need other tiny overrides: tests/models/multimodal/test_recipes.py runs each of them.
-RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml") if not p.stem.startswith("multimodal_"))
+RECIPES = [name for name in recipe_names() if not name.startswith("multimodal_")]
 GROUPS = {group: sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml"))
           for group in ("model", "model/router", "model/experts", "data", "optimizer", "trainer", "strategy", "export")}
 CLASSES = ["art", "computers", "science"]
@@ -178,39 +174,22 @@ class FirstStep(keras.callbacks.Callback):
             self.iterations = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
 
-def test_rerun_resumes_where_the_interrupted_run_stopped(tmp_path, fortunes_root):
-    overrides = tiny_overrides("shakespeare_moe", tmp_path, fortunes_root) + [
-        "trainer.epochs=3", "trainer.steps_per_epoch=2", "trainer.backup_freq=1", "export.enabled=false"]
+def test_an_interrupted_run_resumes_exactly(tmp_path, corpus):
+    """Stopped inside epoch 2 and run again, the run ends as an uninterrupted one: same weights, same
+    logs for every epoch (on each backend; tests/cli/test_kill.py does it with kill -9 on TensorFlow)."""
+    from tests.cli.runs import tiny_run
+    from keras_moe.training.run_folder import RunFolder
+
+    config = tiny_run(corpus, f"output_root={tmp_path}", "export.enabled=false", "trainer.epochs=2",
+                      "trainer.steps_per_epoch=3", "trainer.backup_freq=2")
+    expected = train(compose_config([*config, "name=uninterrupted"]))
     with pytest.raises(KeyboardInterrupt):
-        train(compose_config(overrides), extra_callbacks=[StopAfter(3)])
+        train(compose_config([*config, "name=interrupted"]), extra_callbacks=[StopAfter(5)])
     first = FirstStep()
-    metrics = train(compose_config(overrides), extra_callbacks=[first])
-    assert first.iterations == 3  # continues at step 3, not 0
-    assert len(metrics["history"]["loss"]) == 2  # epochs 2 and 3 only
-
-
-def run_cli(*args, cwd):
-    env = dict(os.environ, KERAS_MOE_ROOT=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "keras_moe.cli.main", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
-@pytest.mark.slow
-def test_cli_multirun_sweeps_routers(tmp_path, fortunes_root):
-    overrides = [o for o in tiny_overrides("shakespeare_moe", tmp_path, fortunes_root) if not o.startswith("output_dir")]
-    result = run_cli("train", "-m", "model/router=top_k,switch", *overrides,
-                     "hydra.sweep.dir=" + str(tmp_path / "sweep"), "output_dir=" + str(tmp_path / "run_${hydra:job.num}"),
-                     cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    from omegaconf import OmegaConf
-
-    routers = sorted(OmegaConf.load(tmp_path / f"run_{i}" / "config.yaml").model.backbone.router.class_name for i in (0, 1))
-    assert routers == ["switch", "top_k"]
-    assert all((tmp_path / f"run_{i}" / "metrics.json").is_file() for i in (0, 1))
-
-
-def test_cli_params_prints_mixtral(tmp_path):
-    result = run_cli("params", "model=mixtral_8x7b", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    counts = json.loads(result.stdout.strip().splitlines()[-1])
-    assert counts["total"] == 46_702_792_704 and counts["active"] == 12_879_925_248
+    resumed = train(compose_config([*config, "name=interrupted"]), extra_callbacks=[first])
+    assert first.iterations == 4  # the backup of step 4 (every 2 steps), inside epoch 2: not 0, not 3
+    assert (resumed["steps_run"], len(resumed["history"]["loss"])) == (6, 2)
+    assert json.dumps(resumed["history"], sort_keys=True) == json.dumps(expected["history"], sort_keys=True)
+    for mine, theirs in zip(RunFolder(tmp_path / "interrupted").load_model().get_weights(),
+                            RunFolder(tmp_path / "uninterrupted").load_model().get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)

@@ -15,7 +15,7 @@ jax_only = pytest.mark.skipif(keras.backend.backend() != "jax", reason="keras.di
 
 
 def python_env(**extra):
-    env = dict(os.environ, KERAS_MOE_ROOT=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")  # this checkout's code
     env.update(extra)
     return env
 

@@ -85,6 +85,25 @@ def test_keras_save_load_parity():
     assert restored.num_classes == 3 and restored.dropout == 0.1
 
 
+def test_a_loaded_classifier_is_compiled_as_saved_without_warnings(tmp_path):
+    import warnings
+
+    classifier = tiny_classifier()
+    classifier.compile(keras.optimizers.Adam(0.01))
+    labels = np.array([0, 2])
+    classifier.fit(inputs(), labels, epochs=1, verbose=0)
+    classifier.save(tmp_path / "classifier.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither "compile() was not called" nor "Skipping variable loading for optimizer"
+        restored = keras.models.load_model(tmp_path / "classifier.keras")
+    assert restored.compiled and isinstance(restored.loss, keras.losses.SparseCategoricalCrossentropy)
+    assert float(to_numpy(restored.optimizer.learning_rate)) == pytest.approx(0.01)
+    np.testing.assert_array_equal(to_numpy(restored.optimizer.iterations), to_numpy(classifier.optimizer.iterations))
+    for mine, theirs in zip(restored.optimizer.variables, classifier.optimizer.variables):
+        np.testing.assert_array_equal(to_numpy(mine), to_numpy(theirs))
+    assert "accuracy" in restored.evaluate(inputs(), labels, verbose=0, return_dict=True)
+
+
 def test_saved_model_export_parity():
     if backend() != "tensorflow":
         pytest.skip("SavedModel export needs the TensorFlow backend")

@@ -10,10 +10,10 @@ import keras
 import pytest
 
 from keras_moe.training import compose_config, train
-from keras_moe.training.config import project_root
+from keras_moe.training.config import recipe_names
 from keras_moe.data.emoji import EMOJI_TEST_PATH, FONT_PATH, INSTALL_COMMAND
 
-RECIPES = sorted(p.stem for p in (project_root() / "recipes").glob("multimodal_*.yaml"))
+RECIPES = [name for name in recipe_names() if name.startswith("multimodal_")]
 pytestmark = pytest.mark.skipif(not (os.path.isfile(FONT_PATH) and os.path.isfile(EMOJI_TEST_PATH)),
                                 reason=f"emoji font or list missing; install with `{INSTALL_COMMAND}`")
 
