@@ -6,6 +6,7 @@
     keras-moe export [recipe=NAME] [key=value ...]       # the next SavedModel version of that run
     keras-moe serve saved_models/NAME [--host 127.0.0.1] [--port 8501] [--grpc-port 8500]
     keras-moe params [model=NAME] [key=value ...]
+    keras-moe upcycle SOURCE OUTPUT.keras [--num-experts 8] [--top-k 2] [--expert-noise 0] [--seed 0]
     keras-moe launch --workers N -- train [key=value ...]   # multi-worker training on this host
 
 A run's name comes from its recipe and the overrides that change what it trains (docs/runs.md), so
@@ -126,6 +127,34 @@ def cmd_params(argv):
                       "total_billions": round(counts["total"] / 1e9, 3), "active_billions": round(counts["active"] / 1e9, 3)}))
 
 
+def cmd_upcycle(argv):
+    """A dense model (run folder, `.keras` file or keras-hub preset directory) -> an upcycled MoE `.keras` file."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="keras-moe upcycle", description=cmd_upcycle.__doc__)
+    parser.add_argument("source", help="a keras-moe run folder (outputs/<name>), a .keras file or a keras-hub preset directory")
+    parser.add_argument("output", help="where to write the MoE model (.keras)")
+    parser.add_argument("--num-experts", type=int, default=8)
+    parser.add_argument("--top-k", type=int, default=2)
+    parser.add_argument("--expert-noise", type=float, default=0.0, help="Drop-Upcycling: share of FFN units re-initialised")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if not args.output.endswith(".keras"):
+        raise SystemExit(f"keras-moe upcycle: the output must be a .keras file, got {args.output!r}.")
+    from keras_moe.hub import upcycle_from
+    from keras_moe.params import count_params
+    from keras_moe.training.atomic import replacing
+
+    try:
+        model = upcycle_from(args.source, args.num_experts, top_k=args.top_k, expert_noise=args.expert_noise, seed=args.seed)
+    except ValueError as error:
+        raise SystemExit(f"keras-moe upcycle: {error}") from None
+    with replacing(os.path.abspath(args.output)) as temporary:
+        model.save(temporary)
+    print(json.dumps({"output": os.path.abspath(args.output), "model": type(model).__name__,
+                      "parameters": count_params(model)}))
+
+
 def cmd_launch(argv):
     from keras_moe.cli.launch import main as launch
 
@@ -133,7 +162,8 @@ def cmd_launch(argv):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "generate": cmd_generate, "export": cmd_export,
-            "serve": cmd_serve, "params": cmd_params, "launch": cmd_launch}
+            "serve": cmd_serve, "params": cmd_params, "upcycle": cmd_upcycle,
+            "launch": cmd_launch}
 
 
 def main(argv=None):
