@@ -43,6 +43,10 @@ def check_run_config(cfg):
     trainer = cfg.trainer
     _int("trainer.epochs", trainer.epochs, 1)
     _int("trainer.steps_per_epoch", trainer.steps_per_epoch, 1)
+    max_minutes = trainer.get("max_minutes")
+    if max_minutes is not None and (isinstance(max_minutes, bool) or not isinstance(max_minutes, (int, float))
+                                    or not max_minutes > 0):
+        _fail("trainer.max_minutes", "must be null (no budget) or a number of minutes > 0", max_minutes)
     if trainer.validation_steps is not None:
         _int("trainer.validation_steps", trainer.validation_steps, 1)
     if trainer.backup_freq != "epoch":

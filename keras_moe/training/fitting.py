@@ -31,13 +31,15 @@ class RunProgress(keras.callbacks.Callback):
         backup: a `Backup`, or None (no backups).
         backup_freq: `"epoch"` or an int.
         config: the run's resolved config (saved in each backup).
+        max_minutes: a training-time budget (resumed runs count their earlier time): once spent, the
+            step in progress is the last; the epoch ends (validation, backup) and the run finishes as usual.
         metric_values: the interrupted epoch's running metric sums, added to the metrics after the first
             step of the resumed epoch (Keras builds some metrics in that step; every metric here keeps sums,
             `Mean`-style totals and counts and `RoutingStats`, and a + b == b + a exactly in floating point).
     """
 
     def __init__(self, state, steps_per_epoch, output_dir, backup=None, backup_freq="epoch", config=None,
-                 metric_values=None):
+                 metric_values=None, max_minutes=None):
         super().__init__()
         state = state or {}
         self.step = int(state.get("step", 0))
@@ -49,6 +51,8 @@ class RunProgress(keras.callbacks.Callback):
         self.backup, self.backup_freq, self.config = backup, backup_freq, config
         self.pending_metric_values = metric_values
         self.started = time.time()
+        self.max_seconds = None if max_minutes is None else 60.0 * float(max_minutes)
+        self.stopped_by_budget = False
 
     @property
     def train_seconds(self):
@@ -63,6 +67,9 @@ class RunProgress(keras.callbacks.Callback):
             backups.add_metric_values(self.model, self.pending_metric_values, self.backup)
             self.pending_metric_values = None
         self.step += 1
+        if self.max_seconds is not None and self.train_seconds >= self.max_seconds:
+            self.stopped_by_budget = True
+            self.model.stop_training = True  # Keras ends the epoch (validation, on_epoch_end) after this step
         mid_epoch = self.step % self.steps_per_epoch
         if self.backup is not None and self.backup_freq != "epoch" and self.step % self.backup_freq == 0 and mid_epoch:
             self.backup.write(self.model, self.state(), backups.metric_values(self.model))

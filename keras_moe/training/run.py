@@ -63,8 +63,11 @@ def _train(cfg, config, folder, extra_callbacks):
         backup.restore(model, state)
         log.info("%s: resuming at step %d of %d from %s", cfg.name, state["step"], total_steps, state["path"])
     progress = RunProgress(state, int(cfg.trainer.steps_per_epoch), folder.path, backup, cfg.trainer.backup_freq, config,
-                           backup.metric_values(state) if state is not None else None)
+                           backup.metric_values(state) if state is not None else None, cfg.trainer.get("max_minutes"))
     fit_run(model, data, cfg, progress, _callbacks(cfg, folder) + list(extra_callbacks))
+    if progress.stopped_by_budget:
+        log.info("%s: trainer.max_minutes=%s spent after %d of %d steps; finishing the run.", cfg.name,
+                 cfg.trainer.max_minutes, progress.step, total_steps)
 
     metrics = _report(model, data, cfg, folder, progress, params)
     folder.save_model(model)
@@ -108,6 +111,7 @@ def _report(model, data, cfg, folder, progress, params):
         "train_seconds": round(progress.train_seconds, 1),
         "epochs_run": len(progress.history),
         "steps_run": progress.step,
+        "stopped_by_time_budget": progress.stopped_by_budget,
         "parameters": params,
         "backbone_parameters_analytic": None if analytic is None else {k: analytic[k] for k in ("total", "active")},
         "history": progress.history_dict(),

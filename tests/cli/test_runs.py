@@ -137,11 +137,27 @@ def test_a_trained_run_without_its_export_only_exports_once(trained, nothing_bui
     ("seed=abc", "seed='abc'"),
     ("trainer.resume=maybe", "trainer.resume='maybe'"),
     ("trainer.verbose=3", "trainer.verbose=3"),
+    ("trainer.max_minutes=0", "trainer.max_minutes=0"),
+    ("trainer.max_minutes=soon", "trainer.max_minutes='soon'"),
 ])
 def test_bad_run_settings_fail_before_data_or_model_naming_the_key(override, message, tmp_path, corpus, nothing_built):
     with pytest.raises(ConfigError, match=re.escape(message)):
         train(compose_config(overrides(corpus, tmp_path, override)))
     assert not os.path.exists(tmp_path / "x") and not os.path.exists(tmp_path / "outputs" / ".hidden")
+
+
+def test_a_time_budget_ends_training_cleanly(tmp_path, corpus):
+    """`trainer.max_minutes`: the step that spends it is the last; validation, model, metrics and history follow."""
+    cfg = compose_config(overrides(corpus, tmp_path, "trainer.epochs=3", "trainer.steps_per_epoch=4", "trainer.max_minutes=0.00001",
+                                   "export.enabled=false"))
+    metrics = train(cfg)
+    assert metrics["stopped_by_time_budget"] and metrics["steps_run"] == 1 and metrics["epochs_run"] == 1
+    assert "val_loss" in metrics["history"]
+    folder = tmp_path / "outputs" / cfg.name
+    assert (folder / "model.keras").is_file() and (folder / "history.csv").is_file()
+    unlimited = train(compose_config(overrides(corpus, tmp_path, "trainer.epochs=1", "trainer.steps_per_epoch=2",
+                                               "export.enabled=false")))
+    assert not unlimited["stopped_by_time_budget"] and unlimited["steps_run"] == 2
 
 
 def test_a_path_as_run_name_creates_nothing_outside_the_outputs(tmp_path):
