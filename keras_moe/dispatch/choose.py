@@ -41,8 +41,8 @@ def auto_mode(num_tokens, top_k, num_experts, expert_size, backend=None, platfor
     ```python
     from keras_moe.dispatch import auto_mode
 
-    auto_mode(1, 2, 8, 128 * 128, backend="jax", platform="cpu")  # "all_experts"
-    auto_mode(4096, 2, 8, 128 * 128, backend="jax", platform="cpu")  # "blocked"
+    assert auto_mode(1, 2, 8, 128 * 128, backend="jax", platform="cpu") == "all_experts"  # decoding
+    assert auto_mode(4096, 2, 8, 128 * 128, backend="jax", platform="cpu") == "blocked"  # training
     ```
     """
     backend = backend or keras.backend.backend()

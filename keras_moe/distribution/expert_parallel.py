@@ -5,8 +5,13 @@ weights (`in_kernel [e, h, f]`, `out_kernel [e, f, h]`, biases `[e, .]`) along `
 axis; every other weight is replicated and the data is sharded along `batch`. XLA (GSPMD) inserts the
 collectives, so the model code is the same as on one device.
 
-    >>> dist = expert_parallel_distribution(num_experts=8, expert_axis_size=4)   # 4 devices
-    >>> keras.distribution.set_distribution(dist)  # then build, compile and fit as usual
+```python
+# backends: jax
+devices = keras.distribution.list_devices()
+dist = expert_parallel_distribution(num_experts=8, expert_axis_size=len(devices))  # e.g. 4 devices: 2 experts each
+keras.distribution.set_distribution(dist)  # then build, compile and fit as usual
+keras.distribution.set_distribution(None)
+```
 
 Each device then holds `num_experts / expert_axis_size` experts of each bank.
 """

@@ -17,8 +17,11 @@ def routing_statistics(model, enabled):
     A served graph must not write metric variables, and generation has no use for statistics:
 
     ```python
+    inputs = keras.Input((4, 8))
+    model = keras.Model(inputs, keras_moe.MoELayer(4, 16, name="moe")(inputs))
     with keras_moe.layers.routing_statistics(model, enabled=False):
-        serving_fn = tf.function(model.call).get_concrete_function(spec)
+        model.predict(np.ones((2, 4, 8), "float32"), verbose=0)  # e.g. trace a serving function here
+    assert model.get_layer("moe").record_stats  # restored
     ```
     """
     layers = moe_layers(model)

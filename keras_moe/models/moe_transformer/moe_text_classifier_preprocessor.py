@@ -25,10 +25,11 @@ class MoETextClassifierPreprocessor(keras_hub.models.Preprocessor):
     `({"token_ids": int32 [b, sequence_length], "padding_mask": bool [b, sequence_length]}, y, sample_weight)`.
 
     Example:
-    >>> tokenizer = keras_hub.tokenizers.ByteTokenizer(lowercase=False)
-    >>> preprocessor = MoETextClassifierPreprocessor(tokenizer, sequence_length=8)
-    >>> preprocessor(["ab"])["token_ids"].shape
-    TensorShape([1, 8])
+    ```python
+    tokenizer = keras_hub.tokenizers.ByteTokenizer(lowercase=False)
+    preprocessor = MoETextClassifierPreprocessor(tokenizer, sequence_length=8)
+    assert tuple(preprocessor(["ab"])["token_ids"].shape) == (1, 8)
+    ```
     """
 
     backbone_cls = None
