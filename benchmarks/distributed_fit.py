@@ -70,7 +70,7 @@ def run(mode, args, tf_configs=None):
         for p in processes:
             if p.poll() is None:
                 p.kill()
-    for p, (out, err) in zip(processes, outputs):
+    for p, (_, err) in zip(processes, outputs):
         if p.returncode:
             raise SystemExit(f"{mode} failed:\n{err[-3000:]}")
     return json.loads(outputs[0][0].strip().splitlines()[-1])

@@ -54,7 +54,8 @@ def main():
     for name, recipe in (("moe", "shakespeare_moe"), ("dense_equal_active", "shakespeare_dense")):
         results[name] = tokens_per_second(recipe, args)
         print(name, results[name], flush=True)
-    results["moe_over_dense_throughput"] = round(results["moe"]["tokens_per_second"] / results["dense_equal_active"]["tokens_per_second"], 3)
+    moe, dense = results["moe"]["tokens_per_second"], results["dense_equal_active"]["tokens_per_second"]
+    results["moe_over_dense_throughput"] = round(moe / dense, 3)
     print(json.dumps(results))
 
 

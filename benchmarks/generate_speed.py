@@ -24,7 +24,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def measure(args):
     import keras
-    import numpy as np
 
     from keras_moe.training import compose_config, instantiate
 
@@ -40,7 +39,7 @@ def measure(args):
     results = {}
     for batch in args.batches:
         prompts = ["ROMEO.\nWhat light"] * batch
-        fns = {name: (lambda lm=lm: lm.generate(prompts, max_length=len(prompts[0]) + args.new_tokens)) for name, lm in models.items()}
+        fns = {name: (lambda lm=lm: lm.generate(prompts, max_length=len(prompts[0]) + args.new_tokens)) for name, lm in models.items()}  # noqa: B023 (called within the iteration)
         outputs = {name: fn() for name, fn in fns.items()}  # warm-up at the same length (compiles)
         assert all(len(o) for o in outputs.values())
         samples = {name: [] for name in fns}

@@ -96,13 +96,13 @@ def main():
         blocks = {name: getattr(model.transformer_layers[0], BLOCKS[shape]) for name, model in (("keras_hub", dense), ("sparse", sparse))}
         block_fns = {name: tf.function(lambda x, b=b: b(x)[0]) for name, b in blocks.items()}
         difference = float(np.abs(block_fns["keras_hub"](x).numpy() - block_fns["sparse"](x).numpy()).max())
-        block = interleaved({name: (lambda f=f: f(x).numpy()) for name, f in block_fns.items()}, args.repeats)
+        block = interleaved({name: (lambda f=f: f(x).numpy()) for name, f in block_fns.items()}, args.repeats)  # noqa: B023 (called within the iteration)
 
         ids = np.random.default_rng(1).integers(1, 512, (4, args.tokens // 4)).astype("int32")
         inputs = {"token_ids": tf.constant(ids), "padding_mask": tf.ones_like(ids)}
         prefill_fns = {name: tf.function(lambda x, m=m: m(x)) for name, m in (("keras_hub", dense), ("sparse", sparse))}
         prefill_difference = float(np.abs(prefill_fns["keras_hub"](inputs).numpy() - prefill_fns["sparse"](inputs).numpy()).max())
-        prefill = interleaved({name: (lambda f=f: f(inputs).numpy()) for name, f in prefill_fns.items()}, args.repeats)
+        prefill = interleaved({name: (lambda f=f: f(inputs).numpy()) for name, f in prefill_fns.items()}, args.repeats)  # noqa: B023 (called within the iteration)
 
         length = 16 + args.new_tokens
         prompt = {"token_ids": np.where(np.arange(length) < 16, np.arange(1, length + 1), 0)[None].astype("int32"),
@@ -110,7 +110,7 @@ def main():
         outputs = {}
         for name, lm in (("keras_hub", dense_lm), ("sparse", sparse_lm)):
             lm.compile(sampler="greedy", jit_compile=False)
-            outputs[name] = lambda lm=lm: lm.generate(prompt, max_length=length, stop_token_ids=None)["token_ids"]
+            outputs[name] = lambda lm=lm: lm.generate(prompt, max_length=length, stop_token_ids=None)["token_ids"]  # noqa: B023 (called within the iteration)
         same_tokens = bool(np.array_equal(outputs["keras_hub"](), outputs["sparse"]()))
         generate = interleaved(outputs, max(3, args.repeats // 2))
         results[shape] = {

@@ -82,8 +82,8 @@ def main():
         print(json.dumps({"retrieval": retrieval(args.retrieval_epochs), "wall_seconds": round(time.time() - start, 1)}))
         return
 
-    from keras_moe.training.config import compose_config
     from keras_moe.training import train
+    from keras_moe.training.config import compose_config
 
     start = time.time()
     result, seconds, gate = {}, {}, {}

@@ -15,8 +15,8 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from keras_moe.training.config import compose_config  # noqa: E402
 from keras_moe.training import train  # noqa: E402
+from keras_moe.training.config import compose_config  # noqa: E402
 
 
 def run(recipe, args, workdir, extra=()):

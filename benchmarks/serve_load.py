@@ -120,7 +120,7 @@ def send(url, i, checker, bad_every):
         start = time.perf_counter()
         status, _ = call(target, raw=raw, content_type=content_type, timeout=120)
         return case, status, time.perf_counter() - start, status == expected
-    except (urllib.error.URLError, ConnectionError, socket.timeout, json.JSONDecodeError):
+    except (TimeoutError, urllib.error.URLError, ConnectionError, json.JSONDecodeError):
         return "lost", None, 0.0, False
 
 
@@ -204,7 +204,7 @@ def main():
             rss = {}
             for change in range(1, args.version_changes + 1):
                 add_version(folder, change, change + 1)
-                wait_until(lambda: [s["version"] for s in call(url)[1]["model_version_status"]] == [str(change + 1)]
+                wait_until(lambda: [s["version"] for s in call(url)[1]["model_version_status"]] == [str(change + 1)]  # noqa: B023 (called within the iteration)
                            and call(url)[1]["model_version_status"][0]["state"] == "AVAILABLE", what=f"version {change + 1}")
                 assert checker.good(url, change)[2], f"version {change + 1} answered wrongly"
                 shutil.rmtree(os.path.join(folder, str(change)))  # keep the disk use flat

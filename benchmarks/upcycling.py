@@ -52,7 +52,7 @@ def main():
     args = parser.parse_args()
 
     keras.utils.set_random_seed(args.seed)
-    cfg = compose_config(["recipe=shakespeare_dense", f"seed={args.seed}", f"trainer.epochs=1",
+    cfg = compose_config(["recipe=shakespeare_dense", f"seed={args.seed}", "trainer.epochs=1",
                           f"trainer.steps_per_epoch={args.dense_steps}"])
     data = build_data(cfg)
     dense = build_model(cfg)

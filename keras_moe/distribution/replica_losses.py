@@ -12,8 +12,7 @@ JAX, PyTorch) is unchanged, and JAX's stateless scopes take Keras's own path.
 
 import threading
 
-from keras.src import backend
-from keras.src import tree
+from keras.src import backend, tree
 
 
 class ReplicaLocalLosses:

@@ -10,11 +10,10 @@ fine-tune experts with LoRA.
   `register_upcycler(BackboneClass)`: a new dense source for `upcycle`.
 """
 
+# The built-in families (each module registers its `Family`), and the keras-hub CausalLM signatures.
+from keras_moe.hub import gemma4, gpt_oss, mixtral, qwen3_5_moe, qwen3_moe, qwen_moe, serving  # noqa: E402,F401
 from keras_moe.hub.family import Family, SparseMoEBlock
 from keras_moe.hub.registry import FAMILIES, SparseBackbone, family_of, register
 from keras_moe.hub.sparsify import from_preset, sparsify
 from keras_moe.hub.upcycle import register_upcycler, upcycle
 from keras_moe.hub.upcycle_source import load_dense, upcycle_from
-
-# The built-in families (each module registers its `Family`), and the keras-hub CausalLM signatures.
-from keras_moe.hub import gemma4, gpt_oss, mixtral, qwen3_5_moe, qwen3_moe, qwen_moe, serving  # noqa: E402,F401

@@ -10,5 +10,5 @@ from keras_moe.losses.auxiliary import (
     router_z_loss,
 )
 from keras_moe.losses.combination import COMBINATIONS, combine_expert_outputs
-from keras_moe.losses.mixture_loss import MixtureOfExpertsLoss, SeparateExpertsAndGateLoss, pack_mixture
 from keras_moe.losses.limoe import global_entropy_loss, local_entropy_loss, modality_entropy_losses
+from keras_moe.losses.mixture_loss import MixtureOfExpertsLoss, SeparateExpertsAndGateLoss, pack_mixture

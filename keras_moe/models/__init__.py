@@ -4,10 +4,10 @@ from keras_moe.models.moe_transformer import (
     CachedGroupedQueryAttention,
     MoECausalLM,
     MoECausalLMPreprocessor,
-    MoETransformerBackbone,
-    MoETransformerBlock,
     MoETextClassifier,
     MoETextClassifierPreprocessor,
+    MoETransformerBackbone,
+    MoETransformerBlock,
 )
 from keras_moe.models.multimodal import (
     MultimodalClassifierPreprocessor,

@@ -24,7 +24,8 @@ MASKED_LOGIT = -1e9
 class DispatchOptions(NamedTuple):
     """How a layer wants token-choice routing dispatched (other families ignore it).
 
-    `mode`: a key of `token_choice.DISPATCH_MODES` (`"capacity"`, `"auto"`, `"dropless"`, ...); `capacity_factor` and `min_expert_capacity` size the
+    `mode`: a key of `token_choice.DISPATCH_MODES` (`"capacity"`, `"auto"`, `"dropless"`, ...);
+    `capacity_factor` and `min_expert_capacity` size the
     expert buffers in capacity mode (the layer picks the train or eval factor).
     """
 

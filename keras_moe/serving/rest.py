@@ -122,7 +122,9 @@ def _to_bytes(name, index, value):
         except UnicodeEncodeError:  # lone surrogates
             raise RequestError(f"Input {name!r} item {index} is not valid Unicode text.") from None
     else:
-        raise RequestError(f'Input {name!r} item {index} must be a string (or {{"b64": ...}}); received {type(value).__name__} {shown(value)}.')
+        raise RequestError(
+            f'Input {name!r} item {index} must be a string (or {{"b64": ...}}); received {type(value).__name__} {shown(value)}.'
+        )
     if not data:
         raise RequestError(f"Input {name!r} item {index} is an empty string.")
     return data

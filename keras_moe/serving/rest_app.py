@@ -195,7 +195,8 @@ class DeadlineProtocol(H11Protocol):
         self._deadline = None
         if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing():
             if self._received:
-                log.warning("Dropped %s:%s: its request did not arrive whole within %g s", *(self.client or ("?", "?")), self.request_seconds)
+                log.warning("Dropped %s:%s: its request did not arrive whole within %g s", *(self.client or ("?", "?")),
+                            self.request_seconds)
             self.transport.close()
 
     def send_400_response(self, msg):

@@ -48,7 +48,7 @@ class Worker:
             ours.settimeout(load_timeout)
             header, _ = wire.unpack(wire.receive(ours))
             ours.settimeout(None)
-        except socket.timeout:
+        except TimeoutError:
             self.close()
             raise LoadError(f"The version did not load within {load_timeout:g} s.") from None
         except (wire.ConnectionClosed, OSError):

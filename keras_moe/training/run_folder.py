@@ -24,7 +24,6 @@ import keras
 import yaml
 
 import keras_moe  # noqa: F401 (registers every class that a .keras file names, for load_model)
-
 from keras_moe.training.atomic import TEMPORARY_PREFIX, replacing, write_json_atomic, write_text_atomic
 from keras_moe.training.errors import RunConflict
 from keras_moe.training.identity import config_differences
@@ -88,8 +87,8 @@ class RunFolder:
                 raise RunConflict(
                     f"{self.path} holds the run {saved.get('name')!r} with a different configuration "
                     f"(saved -> this command):\n  " + "\n  ".join(differences) + "\nNothing was changed. Give this run "
-                    f"another name (name=...) to keep both, or add trainer.resume=false to discard the saved run and "
-                    f"train this one.")
+                    "another name (name=...) to keep both, or add trainer.resume=false to discard the saved run and "
+                    "train this one.")
         for entry in os.listdir(self.path):
             if entry.startswith(TEMPORARY_PREFIX):
                 os.remove(self.file(entry))

@@ -76,8 +76,9 @@ def test_export_writes_the_next_version_with_its_config(run):
 
 @tensorflow_only
 def test_serve_answers_a_prediction(run):
-    from tests.serving.helpers import call, free_port, wait_until
     import subprocess
+
+    from tests.serving.helpers import call, free_port, wait_until
 
     name, port = run["summary"]["name"], free_port()
     process = subprocess.Popen(command("serve", f"saved_models/{name}", "--port", port, "--poll-seconds", "0.5"),

@@ -36,7 +36,8 @@ def fortunes_root(tmp_path_factory):
 def tiny_overrides(recipe, tmp_path, fortunes_root):
     """One step of `recipe` on a tiny model; classifier recipes read a 3-category fixture."""
     cfg = compose_config([f"recipe={recipe}"])
-    overrides = [f"recipe={recipe}", "trainer=smoke", "trainer.epochs=1", "trainer.steps_per_epoch=1", f"output_dir={tmp_path}/run", f"export.root={tmp_path}/saved"]
+    overrides = [f"recipe={recipe}", "trainer=smoke", "trainer.epochs=1", "trainer.steps_per_epoch=1", f"output_dir={tmp_path}/run",
+                 f"export.root={tmp_path}/saved"]
     if cfg.model._target_.endswith("MoECausalLM"):
         overrides += ["model.backbone.num_layers=1", "model.backbone.hidden_dim=16", "model.backbone.num_heads=2",
                       "model.backbone.num_kv_heads=1", "model.backbone.intermediate_dim=8", "data.sequence_length=16",
@@ -178,8 +179,8 @@ class FirstStep(keras.callbacks.Callback):
 def test_an_interrupted_run_resumes_exactly(tmp_path, corpus):
     """Stopped inside epoch 2 and run again, the run ends as an uninterrupted one: same weights, same
     logs for every epoch (on each backend; tests/cli/test_kill.py does it with kill -9 on TensorFlow)."""
-    from tests.cli.runs import tiny_run
     from keras_moe.training.run_folder import RunFolder
+    from tests.cli.runs import tiny_run
 
     config = tiny_run(corpus, f"output_root={tmp_path}", "export.enabled=false", "trainer.epochs=2",
                       "trainer.steps_per_epoch=3", "trainer.backup_freq=2")

@@ -12,7 +12,7 @@ import yaml
 
 from keras_moe.training import BackupError, ConfigError, RunConflict, compose_config, train
 from keras_moe.training import run as run_module
-from tests.cli.runs import last_json, run_command, tiny_run
+from tests.cli.runs import run_command, tiny_run
 
 tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel export needs TensorFlow")
 

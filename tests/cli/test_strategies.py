@@ -7,10 +7,10 @@ import keras
 import pytest
 
 from keras_moe.cli import launch
+from keras_moe.distribution import expert_parallel_distribution, parse_tf_config, worker_tf_configs
 from keras_moe.training import strategies
 from keras_moe.training.building import ConfigError, build_model
 from keras_moe.training.config import compose_config
-from keras_moe.distribution import expert_parallel_distribution, parse_tf_config, worker_tf_configs
 
 OPTIONS = ["default", "mirrored", "multi_worker_mirrored", "tpu", "data_parallel", "expert_parallel"]
 tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute")

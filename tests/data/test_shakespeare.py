@@ -4,7 +4,6 @@ import sys
 
 import pytest
 
-from keras_moe.data import shakespeare
 from keras_moe.data.shakespeare import DEFAULT_VALIDATION_WORKS, load_shakespeare_works, split_by_work
 from keras_moe.data.tasks import ShakespeareLanguageModeling, text_windows
 

@@ -12,7 +12,6 @@ from keras_moe.data.text_classification import (
     load_fortunes,
     stratified_split,
 )
-from keras_moe.data.tokenizers import make_tokenizer
 
 WORDS = {"cats": "purr whiskers mouse", "dogs": "bark fetch bone", "space": "rocket orbit moon"}
 

@@ -8,10 +8,10 @@ from keras import ops
 from keras_moe.dispatch import capacity_dispatch, capacity_slots, expert_capacity
 from tests.conftest import random_tokens, to_numpy
 from tests.dispatch.oracle import (
-    assert_per_token_and_permutation_equivariant,
-    compiled,
     HIDDEN,
     NUM_EXPERTS,
+    assert_per_token_and_permutation_equivariant,
+    compiled,
     distinct_choices,
     keras_oracle,
     make_bank,

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import keras_moe
-from keras_moe.dispatch import auto_mode
-from keras_moe.dispatch import choose
+from keras_moe.dispatch import auto_mode, choose
 
 SMALL, LARGE = 128 * 128, 512 * 1024
 

@@ -7,9 +7,9 @@ import pytest
 from keras_moe.dispatch import dropless_dispatch
 from tests.conftest import random_tokens, to_numpy
 from tests.dispatch.oracle import (
-    assert_per_token_and_permutation_equivariant,
     HIDDEN,
     NUM_EXPERTS,
+    assert_per_token_and_permutation_equivariant,
     distinct_choices,
     keras_oracle,
     make_bank,

@@ -4,7 +4,7 @@ import numpy as np
 
 from keras_moe.dispatch import expert_choice_dispatch
 from tests.conftest import random_tokens, to_numpy
-from tests.dispatch.oracle import HIDDEN, NUM_EXPERTS, make_bank, np_expert
+from tests.dispatch.oracle import HIDDEN, make_bank, np_expert
 
 T = 5
 # [e, c]: token 0 picked by three experts, token 4 by none, and one slot holds a zero weight.

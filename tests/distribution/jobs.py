@@ -211,7 +211,8 @@ def job_expert_parallel():
     return result
 
 
-JOBS = {"mirrored_parity": job_mirrored_parity, "mirrored_sigmoid": job_mirrored_sigmoid, "checkpoints": job_checkpoints, "expert_parallel": job_expert_parallel}
+JOBS = {"mirrored_parity": job_mirrored_parity, "mirrored_sigmoid": job_mirrored_sigmoid, "checkpoints": job_checkpoints,
+        "expert_parallel": job_expert_parallel}
 
 if __name__ == "__main__":
     print(json.dumps(JOBS[sys.argv[1]]()))

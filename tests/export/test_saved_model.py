@@ -141,13 +141,14 @@ def test_causal_lm_next_token_and_generate_parity(exported):
     np.testing.assert_allclose(outputs["next_token_logits"].numpy()[[0, 2]], expected[[0, 2]], atol=1e-5)
     np.testing.assert_array_equal(outputs["next_token_ids"].numpy()[[0, 2]], expected[[0, 2]].argmax(-1))  # the model's choice
     assert [t.decode() for t in outputs["next_tokens"].numpy()[[0, 2]]] == [chr(i) for i in expected[[0, 2]].argmax(-1)]
-    generated = [t.decode("utf-8", "replace") for t in signatures["generate"](text=np.array(TEXTS[:1] + TEXTS[2:]))["generated_text"].numpy()]
+    texts = signatures["generate"](text=np.array(TEXTS[:1] + TEXTS[2:]))["generated_text"].numpy()
+    generated = [t.decode("utf-8", "replace") for t in texts]
     assert generated == model.generate(TEXTS[:1] + TEXTS[2:], max_length=12)
 
 
 def test_long_prompts_keep_their_last_tokens(exported):
     _, models, paths = exported
-    model, signatures = models["lm"], load(paths["lm"]).signatures
+    signatures = load(paths["lm"]).signatures
     prompt = "a dog ran far away from the mat"
     tail = prompt[-12:]
     full = signatures["serving_default"](text=np.array([prompt]))["next_token_logits"].numpy()
@@ -161,7 +162,7 @@ def test_routing_signature(exported, name):
     routing = load(paths[name]).signatures["routing"](text=np.array(TEXTS))
     mask = routing["padding_mask"].numpy()
     layers = sorted(k[: -len("_expert_ids")] for k in routing if k.endswith("_expert_ids"))
-    assert layers and len(layers) == len([l for l in models[name].backbone.moe_layers])
+    assert layers and len(layers) == len(models[name].backbone.moe_layers)
     for layer in layers:
         ids, weights = routing[f"{layer}_expert_ids"].numpy(), routing[f"{layer}_expert_weights"].numpy()
         assert ids.shape == weights.shape == mask.shape + (2,)

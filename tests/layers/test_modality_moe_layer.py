@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from keras_moe.layers import ModalityMoELayer, MoELayer
-from tests.contracts import assert_config_complete, assert_keras_round_trip
 from tests.conftest import to_numpy
+from tests.contracts import assert_config_complete, assert_keras_round_trip
 
 TEXT_EXPERTS, IMAGE_EXPERTS = [0, 1, 2], [3, 4]
 

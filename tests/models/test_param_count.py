@@ -97,7 +97,8 @@ def test_hand_counted_gqa_shared_expert_config():
 def test_hand_counted_layer_norm_learned_tied_noisy_config():
     config = dict(
         vocabulary_size=16, hidden_dim=4, num_layers=1, num_heads=2, intermediate_dim=3, num_experts=3,
-        router={"class_name": "noisy_top_k", "config": {"top_k": 1}}, activation="relu", normalization="layer", position_embedding="learned",
+        router={"class_name": "noisy_top_k", "config": {"top_k": 1}}, activation="relu", normalization="layer",
+        position_embedding="learned",
         max_sequence_length=8, tie_embeddings=True, kernel_initializer="zeros",
     )
     h = 4

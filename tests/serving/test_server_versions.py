@@ -116,7 +116,7 @@ def test_memory_stays_bounded_over_version_changes(template, tmp_path):
         seen, rss = set(), {}
         for version in range(2, 8):
             add_version(str(folder), version - 1, version)
-            wait_until(lambda: states(base) == (200, [(str(version), "AVAILABLE")]), what=f"version {version}")
+            wait_until(lambda: states(base) == (200, [(str(version), "AVAILABLE")]), what=f"version {version}")  # noqa: B023 (called within the iteration)
             wait_until(lambda: len(children(process.pid)) == 1, what="the old worker to end")
             (worker,) = children(process.pid)
             assert worker not in seen  # a new process per version

@@ -92,7 +92,8 @@ def test_nothing_loadable_is_503_and_not_ready(tmp_path):
     write_version(tmp_path, 1, broken=True)
     model = manager(tmp_path)
     assert model.poll() == []
-    with pytest.raises(RequestError, match=r"No version of model 'm' is available: version 1 failed to load \(version 1 is broken\)") as error:
+    message = r"No version of model 'm' is available: version 1 failed to load \(version 1 is broken\)"
+    with pytest.raises(RequestError, match=message) as error:
         with model.use():
             pass
     assert error.value.status == 503

@@ -6,7 +6,8 @@ heads, `d` head dim, `h` hidden.
 keras-hub's `CachedMultiHeadAttention` has no grouped-query form and its GQA layers live in private
 model folders, so this layer composes the public pieces instead: `keras.layers.EinsumDense`
 projections, keras-hub's `RotaryEmbedding`, and `keras.ops.dot_product_attention` (key/value
-heads repeated to the query heads first, as keras-hub's Mistral does). The cache layout follows keras-hub: `[b, 2, max_length, g, d]` (keys, values).
+heads repeated to the query heads first, as keras-hub's Mistral does). The cache layout follows
+keras-hub: `[b, 2, max_length, g, d]` (keys, values).
 """
 
 import keras

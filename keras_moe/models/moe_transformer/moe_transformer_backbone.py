@@ -7,7 +7,6 @@ import keras
 import keras_hub
 from keras import ops
 
-from keras_moe.routing import reject_top_k
 from keras_moe.models.feed_forward_stack import (
     MOE_DEFAULTS,
     MoEStackMixin,
@@ -15,6 +14,7 @@ from keras_moe.models.feed_forward_stack import (
     make_feed_forward,
 )
 from keras_moe.models.moe_transformer.transformer_block import MoETransformerBlock, make_norm, norm_parameter_count
+from keras_moe.routing import reject_top_k
 from keras_moe.utils.arguments import complete_arguments
 from keras_moe.utils.validation import check_choice, check_fraction, check_positive_float, check_positive_int
 
@@ -50,9 +50,13 @@ def _check_config(c):
     if c["embedding_scale"] is not None:
         check_positive_float("embedding_scale", c["embedding_scale"])
     if c["head_dim"] is None and c["hidden_dim"] % c["num_heads"]:
-        raise ValueError(f"`hidden_dim` must be a multiple of `num_heads`. Received: hidden_dim={c['hidden_dim']}, num_heads={c['num_heads']}")
+        raise ValueError(
+            f"`hidden_dim` must be a multiple of `num_heads`. Received: hidden_dim={c['hidden_dim']}, num_heads={c['num_heads']}"
+        )
     if c["num_heads"] % c["num_kv_heads"]:
-        raise ValueError(f"`num_heads` must be a multiple of `num_kv_heads`. Received: num_heads={c['num_heads']}, num_kv_heads={c['num_kv_heads']}")
+        raise ValueError(
+            f"`num_heads` must be a multiple of `num_kv_heads`. Received: num_heads={c['num_heads']}, num_kv_heads={c['num_kv_heads']}"
+        )
     return c
 
 

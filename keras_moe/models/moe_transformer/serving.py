@@ -28,6 +28,7 @@ from keras_moe.layers.search import routing_statistics
 from keras_moe.models.moe_transformer.moe_causal_lm import MoECausalLM
 from keras_moe.models.moe_transformer.moe_text_classifier import MoETextClassifier
 
+
 def backbone_routing(model, inputs):
     """The `routing` outputs: the inputs and each MoE layer's decisions from `call_with_routing`."""
     with routing_statistics(model, enabled=False):

@@ -8,7 +8,6 @@ import keras_hub
 from keras import ops
 
 from keras_moe.layers.modality_moe_layer import ModalityMoELayer
-from keras_moe.routing import reject_top_k
 from keras_moe.models.feed_forward_stack import (
     MOE_DEFAULTS,
     MoEStackMixin,
@@ -17,6 +16,7 @@ from keras_moe.models.feed_forward_stack import (
 )
 from keras_moe.models.moe_transformer.transformer_block import MoETransformerBlock, make_norm, norm_parameter_count
 from keras_moe.models.multimodal.layers import IMAGE, MODALITIES, TEXT, ModalityDropout, PatchEmbedding
+from keras_moe.routing import reject_top_k
 from keras_moe.utils.arguments import complete_arguments
 from keras_moe.utils.validation import check_fraction, check_positive_int
 
@@ -46,7 +46,9 @@ def _check_config(c):
     c.update(check_moe_arguments({key: c[key] for key in MOE_DEFAULTS}))
     check_fraction("dropout", c["dropout"])
     if c["hidden_dim"] % c["num_heads"]:
-        raise ValueError(f"`hidden_dim` must be a multiple of `num_heads`. Received: hidden_dim={c['hidden_dim']}, num_heads={c['num_heads']}")
+        raise ValueError(
+            f"`hidden_dim` must be a multiple of `num_heads`. Received: hidden_dim={c['hidden_dim']}, num_heads={c['num_heads']}"
+        )
     modalities = list(c["modalities"])
     if not modalities or len(set(modalities)) != len(modalities) or not set(modalities) <= set(MODALITIES):
         raise ValueError(f"`modalities` must be a non-empty subset of {sorted(MODALITIES)}. Received: modalities={modalities}")

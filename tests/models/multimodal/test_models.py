@@ -1,13 +1,14 @@
 """The three multimodal forms on tiny synthetic inputs: a training step, gate weights, save/load,
 the serving signature (raw uint8 images / PNG bytes and names) and its errors on bad inputs."""
 
-import os
 
 import keras
 import keras_hub
 import numpy as np
 import pytest
 
+from keras_moe.layers import ModalityMoELayer
+from keras_moe.models import MoETransformerBlock
 from keras_moe.models.multimodal import (
     ModalityDropout,
     MultimodalClassifierPreprocessor,
@@ -19,8 +20,6 @@ from keras_moe.models.multimodal import (
     image_expert,
     text_expert,
 )
-from keras_moe.layers import ModalityMoELayer
-from keras_moe.models import MoETransformerBlock
 from tests.contracts import assert_config_complete, assert_keras_round_trip
 
 IMAGE, LENGTH, VOCABULARY, CLASSES = 8, 5, 12, 3

@@ -9,9 +9,9 @@ import os
 import keras
 import pytest
 
+from keras_moe.data.emoji import EMOJI_TEST_PATH, FONT_PATH, INSTALL_COMMAND
 from keras_moe.training import compose_config, train
 from keras_moe.training.config import recipe_names
-from keras_moe.data.emoji import EMOJI_TEST_PATH, FONT_PATH, INSTALL_COMMAND
 
 RECIPES = [name for name in recipe_names() if name.startswith("multimodal_")]
 pytestmark = pytest.mark.skipif(not (os.path.isfile(FONT_PATH) and os.path.isfile(EMOJI_TEST_PATH)),
@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(not (os.path.isfile(FONT_PATH) and os.path.isfil
 
 def tiny_overrides(recipe, tmp_path):
     cfg = compose_config([f"recipe={recipe}"])
-    overrides = [f"recipe={recipe}", "trainer=smoke", "trainer.epochs=1", "trainer.steps_per_epoch=1", f"output_dir={tmp_path}/run", f"export.root={tmp_path}/saved",
+    overrides = [f"recipe={recipe}", "trainer=smoke", "trainer.epochs=1", "trainer.steps_per_epoch=1", f"output_dir={tmp_path}/run",
+                 f"export.root={tmp_path}/saved",
                  "data.image_size=8", "data.batch_size=4", "data.sequence_length=6", "data.vocabulary_size=300"]
     if "backbone" in cfg.model:
         overrides += ["model.backbone.hidden_dim=8", "model.backbone.num_heads=2", "model.backbone.intermediate_dim=8",
