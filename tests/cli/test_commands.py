@@ -118,5 +118,5 @@ def test_commands_without_a_trained_model_say_what_to_run(tmp_path, corpus):
 def test_unknown_command_lists_the_commands():
     from keras_moe.cli.main import main
 
-    with pytest.raises(SystemExit, match="train, evaluate, generate, export, serve, params, launch"):
+    with pytest.raises(SystemExit, match="train, evaluate, generate, export, serve, params, upcycle, launch"):
         main(["fly"])
