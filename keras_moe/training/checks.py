@@ -54,8 +54,10 @@ def check_run_config(cfg):
             _fail("trainer.backup_freq", "must be 'epoch' or an integer >= 1 (steps between backups)", trainer.backup_freq)
     if trainer.verbose not in (0, 1, 2) or isinstance(trainer.verbose, bool):
         _fail("trainer.verbose", "must be 0 (silent), 1 (progress bar) or 2 (one line per epoch)", trainer.verbose)
-    for key in ("checkpoint", "resume", "tensorboard", "jit_compile"):
+    for key in ("checkpoint", "resume", "tensorboard"):
         _bool(f"trainer.{key}", trainer[key])
+    if trainer.jit_compile != "auto" and not isinstance(trainer.jit_compile, bool):
+        _fail("trainer.jit_compile", "must be true, false or auto (XLA on JAX only)", trainer.jit_compile)
     _int("trainer.sample_length", trainer.sample_length, 0)
     if not isinstance(trainer.sampler, str) or not trainer.sampler:
         _fail("trainer.sampler", "must be the name of a keras-hub sampler", trainer.sampler)

@@ -139,6 +139,7 @@ def test_a_trained_run_without_its_export_only_exports_once(trained, nothing_bui
     ("trainer.verbose=3", "trainer.verbose=3"),
     ("trainer.max_minutes=0", "trainer.max_minutes=0"),
     ("trainer.max_minutes=soon", "trainer.max_minutes='soon'"),
+    ("trainer.jit_compile=xla", "trainer.jit_compile='xla'"),
 ])
 def test_bad_run_settings_fail_before_data_or_model_naming_the_key(override, message, tmp_path, corpus, nothing_built):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -231,3 +232,11 @@ def test_a_kill_during_a_backup_write_leaves_the_previous_backup(interrupted, tm
     metrics = train(compose_config(config))
     assert metrics["steps_run"] == 4 and len(metrics["history"]["loss"]) == 2
     assert not backup.exists()  # deleted with everything in it once the model was saved
+
+
+def test_jit_compile_auto_means_xla_on_jax_only():
+    from keras_moe.training.building import resolve_jit_compile
+
+    assert resolve_jit_compile("auto") == (keras.backend.backend() == "jax")
+    assert resolve_jit_compile(True) is True and resolve_jit_compile(False) is False
+    assert compose_config([]).trainer.jit_compile == "auto"

@@ -53,6 +53,10 @@ def _check_config(c):
     if not modalities or len(set(modalities)) != len(modalities) or not set(modalities) <= set(MODALITIES):
         raise ValueError(f"`modalities` must be a non-empty subset of {sorted(MODALITIES)}. Received: modalities={modalities}")
     c["modalities"] = [m for m in ("image", "text") if m in modalities]
+    check_fraction("image_augmentation", c["image_augmentation"])
+    if c["image_augmentation"] and "image" not in c["modalities"]:
+        raise ValueError(f"`image_augmentation` needs the image modality. Received: modalities={c['modalities']}, "
+                         f"image_augmentation={c['image_augmentation']}")
     if c["modality_dropout"] and len(c["modalities"]) < 2:
         raise ValueError(
             f"`modality_dropout` needs both modalities. Received: modalities={c['modalities']}, modality_dropout={c['modality_dropout']}"
@@ -113,6 +117,9 @@ class MultimodalMoEBackbone(MoEStackMixin, keras_hub.models.Backbone):
         local_entropy_loss_weight, global_entropy_loss_weight, global_entropy_threshold: LIMoE losses.
         modalities: the inputs used, a subset of `["image", "text"]`.
         modality_dropout: float in [0, 0.5], see `ModalityDropout` (both modalities only).
+        image_augmentation: float in [0, 1): when > 0 and training, random horizontal flips and
+            translations by up to this fraction of the image (filled with white) before the patches,
+            the augmentation the CNN image expert uses (`image_expert`); 0 (default) for none.
         normalization: `"layer"` or `"rms"`. dropout, layer_norm_epsilon, kernel_initializer.
 
     Inputs: `{"images": float [b, image_size, image_size, num_channels], "token_ids": int [b, s],
@@ -147,6 +154,7 @@ class MultimodalMoEBackbone(MoEStackMixin, keras_hub.models.Backbone):
         global_entropy_threshold=None,
         modalities=("image", "text"),
         modality_dropout=0.0,
+        image_augmentation=0.0,
         num_channels=3,
         stem_filters=(),
         normalization="layer",
@@ -162,6 +170,11 @@ class MultimodalMoEBackbone(MoEStackMixin, keras_hub.models.Backbone):
 
         # === Layers ===
         self.patch_embedding = None
+        self.image_flip = self.image_translation = None
+        if image_augmentation:
+            self.image_flip = keras.layers.RandomFlip("horizontal", dtype=dtype, name="image_flip")
+            self.image_translation = keras.layers.RandomTranslation(image_augmentation, image_augmentation, fill_mode="constant",
+                                                                    fill_value=1.0, dtype=dtype, name="image_translation")
         if "image" in modalities:
             self.patch_embedding = PatchEmbedding(image_size, patch_size, hidden_dim, stem_filters=stem_filters,
                                                   kernel_initializer=kernel_initializer, dtype=dtype, name="patch_embedding")
@@ -205,6 +218,7 @@ class MultimodalMoEBackbone(MoEStackMixin, keras_hub.models.Backbone):
         self.global_entropy_threshold = global_entropy_threshold
         self.modalities = modalities
         self.modality_dropout = modality_dropout
+        self.image_augmentation = image_augmentation
         self.num_channels = num_channels
         self.stem_filters = list(stem_filters)
         self.normalization = normalization
@@ -216,7 +230,10 @@ class MultimodalMoEBackbone(MoEStackMixin, keras_hub.models.Backbone):
         """`(hidden [b, p + s, h], padding_mask [b, p + s] after modality dropout, modality_ids [b, p + s])`."""
         parts, masks, ids = [], [], []
         if "image" in modalities:
-            patches = self.patch_embedding(inputs["images"])
+            images = inputs["images"]
+            if self.image_flip is not None:
+                images = self.image_translation(self.image_flip(images, training=training), training=training)
+            patches = self.patch_embedding(images)
             parts.append(patches)
             masks.append(ops.ones_like(patches[:, :, 0]))
             ids.append(ops.full_like(ops.cast(patches[:, :, 0], "int32"), IMAGE))
@@ -287,6 +304,7 @@ class MultimodalMoEBackbone(MoEStackMixin, keras_hub.models.Backbone):
             "global_entropy_threshold": self.global_entropy_threshold,
             "modalities": self.modalities,
             "modality_dropout": self.modality_dropout,
+            "image_augmentation": self.image_augmentation,
             "num_channels": self.num_channels,
             "stem_filters": self.stem_filters,
             "normalization": self.normalization,

@@ -344,3 +344,25 @@ def test_served_routing_is_the_models_own_routing(tmp_path):
         np.testing.assert_allclose(outputs[f"{name}_expert_weights"].numpy(), weights, atol=1e-6)
         text_ids = ids[:, model.backbone.num_patches:]  # text tokens only reach the text experts (0, 1)
         assert set(np.unique(text_ids)) <= {0, 1}
+
+
+def test_image_augmentation_acts_only_when_training_and_round_trips():
+    model = backbone(image_augmentation=0.25, dropout=0.0)
+    x = features()
+    plain = backbone(dropout=0.0)
+    plain.set_weights(model.get_weights())  # augmentation layers have no weights: the same model without them
+    inference = keras.ops.convert_to_numpy(model(x, training=False)["sequence_output"])
+    np.testing.assert_allclose(inference, keras.ops.convert_to_numpy(plain(x, training=False)["sequence_output"]), atol=1e-6)
+    trained = keras.ops.convert_to_numpy(model(x, training=True)["sequence_output"])
+    patches = model.num_patches
+    assert np.abs(trained[:, :patches] - inference[:, :patches]).max() > 1e-3  # the image tokens moved
+    assert MultimodalMoEBackbone.from_config(model.get_config()).image_augmentation == 0.25
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"image_augmentation": 1.5}, "image_augmentation"),
+    ({"image_augmentation": 0.1, "modalities": ["text"]}, "needs the image modality"),
+])
+def test_image_augmentation_is_validated(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        backbone(**kwargs)
