@@ -221,9 +221,11 @@ def main():
         reached = steps_to_reach([offset + s for s in steps], result["val_loss_curve"], target)
         result["steps_to_dense_final_loss"] = None if reached is None else round(reached, 1)
         result["step_ratio_to_dense_quality"] = None if reached is None else round(reached / args.steps, 3)
-        # time to quality: steps needed x this model's time per step, against the dense model's whole run
+        # time to quality: the steps needed at this model's time per step (the upcycled model also pays for the
+        # dense steps before it), against the dense model's whole run
         result["time_ratio_to_dense_quality"] = (None if reached is None else round(
-            (reached - offset) * result["seconds_per_step"] / (args.steps * dense["seconds_per_step"]), 3))
+            (offset * dense["seconds_per_step"] + (reached - offset) * result["seconds_per_step"])
+            / (args.steps * dense["seconds_per_step"]), 3))
         result["val_loss_below_dense_percent"] = round(100 * (target - result["val_loss"]) / target, 2)
     plot(results, steps, args.plot)
 
