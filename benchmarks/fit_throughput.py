@@ -16,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 
+from keras_moe.routing import DISPATCH_MODES  # noqa: E402
 from keras_moe.training.building import build_data, build_model  # noqa: E402
 from keras_moe.training.config import compose_config  # noqa: E402
 
@@ -48,7 +49,7 @@ def tokens_per_second(recipe, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--dispatch", default="auto", choices=["auto", "dropless", "blocked", "gathered", "all_experts", "capacity"])
+    parser.add_argument("--dispatch", default="auto", choices=sorted(DISPATCH_MODES))
     args = parser.parse_args()
     results = {"backend": keras.backend.backend(), "dispatch": args.dispatch}
     for name, recipe in (("moe", "shakespeare_moe"), ("dense_equal_active", "shakespeare_dense")):

@@ -48,8 +48,6 @@ def _jax_gather_rows(x, index, inverse, inverse_valid):
     import jax
     import jax.numpy as jnp
 
-    valid = jnp.ones(inverse.shape, bool) if inverse_valid is None else inverse_valid
-
     @jax.custom_vjp
     def gather(x, index, inverse, valid):
         return jnp.take(x, index, axis=0)
@@ -59,8 +57,10 @@ def _jax_gather_rows(x, index, inverse, inverse_valid):
 
     def backward(saved, dy):
         index, inverse, valid = saved
-        picked = jnp.take(dy, jnp.maximum(inverse, 0), axis=0) * valid[:, :, None].astype(dy.dtype)
+        picked = jnp.take(dy, jnp.maximum(inverse, 0), axis=0)  # [r, j, h]
+        if valid is not None:
+            picked = picked * valid[:, :, None].astype(dy.dtype)
         return picked.sum(axis=1), None, None, None
 
     gather.defvjp(forward, backward)
-    return gather(x, index, inverse, valid)
+    return gather(x, index, inverse, inverse_valid)

@@ -10,7 +10,7 @@ from keras_moe.experts.model_mixture import MixtureOfModels
 from keras_moe.losses.combination import COMBINATIONS
 from keras_moe.losses.mixture_loss import MixtureOfExpertsLoss, SeparateExpertsAndGateLoss, pack_mixture
 from keras_moe.models.classifier_mixin import ClassifierMixin
-from keras_moe.models.multimodal.layers import IMAGE, TEXT
+from keras_moe.models.multimodal.layers import IMAGE, TEXT, image_augmentation_layers
 from keras_moe.models.multimodal.multimodal_backbone import MultimodalMoEBackbone
 from keras_moe.models.multimodal.preprocessor import MultimodalClassifierPreprocessor
 from keras_moe.utils.validation import check_choice, check_positive_int
@@ -298,9 +298,9 @@ def image_expert(image_size=32, num_classes=9, filters=(32, 64, 128), dropout=0.
     convolutions with 2x2 max pooling per entry of `filters`; global average pooling; dropout; softmax.
     """
     images = keras.Input((image_size, image_size, 3), name="images")
-    hidden = keras.layers.RandomFlip("horizontal")(images)
-    if translation:
-        hidden = keras.layers.RandomTranslation(translation, translation, fill_mode="constant", fill_value=1.0)(hidden)
+    hidden = images
+    for augmenter in image_augmentation_layers(translation):
+        hidden = augmenter(hidden)
     for width in filters:
         hidden = keras.layers.Conv2D(int(width), 3, padding="same", activation="relu")(hidden)
         hidden = keras.layers.MaxPooling2D()(hidden)

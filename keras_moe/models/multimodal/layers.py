@@ -123,3 +123,15 @@ class ModalityDropout(keras.layers.Layer):
         config = super().get_config()
         config.update({"rate": self.rate, "seed": self.seed})
         return config
+
+
+def image_augmentation_layers(translation, dtype=None, name=None):
+    """Random horizontal flip, then (if `translation` > 0) random shifts by up to that fraction of the
+    image filled with white: training-only Keras preprocessing layers, in the order to apply them.
+    `name`: optional prefix of the layers' names."""
+    named = (lambda suffix: None) if name is None else (lambda suffix: f"{name}_{suffix}")
+    layers = [keras.layers.RandomFlip("horizontal", dtype=dtype, name=named("flip"))]
+    if translation:
+        layers.append(keras.layers.RandomTranslation(translation, translation, fill_mode="constant", fill_value=1.0, dtype=dtype,
+                                                     name=named("translation")))
+    return layers

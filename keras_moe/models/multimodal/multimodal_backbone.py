@@ -15,7 +15,7 @@ from keras_moe.models.feed_forward_stack import (
     make_feed_forward,
 )
 from keras_moe.models.moe_transformer.transformer_block import MoETransformerBlock, make_norm, norm_parameter_count
-from keras_moe.models.multimodal.layers import IMAGE, MODALITIES, TEXT, ModalityDropout, PatchEmbedding
+from keras_moe.models.multimodal.layers import IMAGE, MODALITIES, TEXT, ModalityDropout, PatchEmbedding, image_augmentation_layers
 from keras_moe.routing import reject_top_k
 from keras_moe.utils.arguments import complete_arguments
 from keras_moe.utils.validation import check_fraction, check_positive_int
@@ -170,11 +170,7 @@ class MultimodalMoEBackbone(MoEStackMixin, keras_hub.models.Backbone):
 
         # === Layers ===
         self.patch_embedding = None
-        self.image_flip = self.image_translation = None
-        if image_augmentation:
-            self.image_flip = keras.layers.RandomFlip("horizontal", dtype=dtype, name="image_flip")
-            self.image_translation = keras.layers.RandomTranslation(image_augmentation, image_augmentation, fill_mode="constant",
-                                                                    fill_value=1.0, dtype=dtype, name="image_translation")
+        self.image_augmenters = image_augmentation_layers(image_augmentation, dtype, "image") if image_augmentation else []
         if "image" in modalities:
             self.patch_embedding = PatchEmbedding(image_size, patch_size, hidden_dim, stem_filters=stem_filters,
                                                   kernel_initializer=kernel_initializer, dtype=dtype, name="patch_embedding")
@@ -231,8 +227,8 @@ class MultimodalMoEBackbone(MoEStackMixin, keras_hub.models.Backbone):
         parts, masks, ids = [], [], []
         if "image" in modalities:
             images = inputs["images"]
-            if self.image_flip is not None:
-                images = self.image_translation(self.image_flip(images, training=training), training=training)
+            for augmenter in self.image_augmenters:
+                images = augmenter(images, training=training)
             patches = self.patch_embedding(images)
             parts.append(patches)
             masks.append(ops.ones_like(patches[:, :, 0]))
