@@ -13,6 +13,7 @@ import keras_moe
 from keras_moe.training import ConfigError, build_data, build_model, build_optimizer, train
 from keras_moe.training.config import compose_config, recipe_names
 from tests.cli.runs import ROOT
+from tests.conftest import also_on_jax
 
 # Multimodal recipes need other tiny overrides: tests/models/multimodal/test_recipes.py runs each of them.
 # shakespeare_upcycled starts from a trained dense run: tests/hub/test_upcycle_source.py trains it.
@@ -85,7 +86,10 @@ def test_every_config_option_composes_and_takes_effect(group, option):
         assert isinstance(build_optimizer(cfg), keras.optimizers.Optimizer)
 
 
-@pytest.mark.parametrize("recipe", RECIPES)
+# On JAX an end-to-end run costs about a minute of op compilation; the router_* recipes differ from
+# these only in the router, and every router trains on both backends in tests/routing and tests/layers.
+@pytest.mark.parametrize("recipe", also_on_jax(RECIPES, {"shakespeare_moe", "shakespeare_dense", "switch_classifier"},
+                                               "the TensorFlow pass trains every recipe; JAX: a representative three"))
 def test_every_recipe_trains_one_step(recipe, tmp_path, fortunes_root):
     cfg = compose_config(tiny_overrides(recipe, tmp_path, fortunes_root))
     metrics = train(cfg)

@@ -10,7 +10,8 @@ import keras_moe.hub as hub
 from keras_moe.export import export_saved_model
 from tests.hub.tiny import decisive
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel export needs TensorFlow")
+pytestmark = [pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel export needs TensorFlow"),
+              pytest.mark.xdist_group("hub_export")]  # one worker: the shared fixture is built once
 TEXTS = ["the cat sat", "a dog ran far away from the mat"]
 
 

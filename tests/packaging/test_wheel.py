@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 IGNORED = shutil.ignore_patterns(".git", ".venv", "outputs", "multirun", "saved_models", "build", "*.egg-info",
                                  "__pycache__", ".pytest_cache")
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                                reason="backend-independent; .ci/run runs it once, on its TensorFlow pass")
+pytestmark = [pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                reason="backend-independent; .ci/run runs it once, on its TensorFlow pass"),
+              pytest.mark.xdist_group("wheel")]  # one worker: the shared fixture is built once
 
 
 def _require_build_tools():

@@ -12,6 +12,7 @@ import pytest
 from keras_moe.data.emoji import EMOJI_TEST_PATH, FONT_PATH, INSTALL_COMMAND
 from keras_moe.training import compose_config, train
 from keras_moe.training.config import recipe_names
+from tests.conftest import also_on_jax
 
 RECIPES = [name for name in recipe_names() if name.startswith("multimodal_")]
 pytestmark = pytest.mark.skipif(not (os.path.isfile(FONT_PATH) and os.path.isfile(EMOJI_TEST_PATH)),
@@ -36,7 +37,10 @@ def test_every_multimodal_recipe_is_found():
     assert {"multimodal_limoe", "multimodal_modality_experts", "multimodal_mixture"} <= set(RECIPES)
 
 
-@pytest.mark.parametrize("recipe", RECIPES)
+# On JAX: the joint backbone with restricted routing and the mixture; each form's model trains on both
+# backends in tests/models/multimodal/test_models.py.
+@pytest.mark.parametrize("recipe", also_on_jax(RECIPES, {"multimodal_modality_experts", "multimodal_mixture"},
+                                               "the TensorFlow pass trains every recipe; JAX: the backbone and the mixture"))
 def test_multimodal_recipe_trains_one_step_and_writes_artefacts(recipe, tmp_path):
     cfg = compose_config(tiny_overrides(recipe, tmp_path))
     metrics = train(cfg)
