@@ -12,7 +12,6 @@ import yaml
 from tests.cli.runs import command, command_env, last_json, run_command, tiny_run
 
 tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel export and serving need TensorFlow")
-pytestmark = pytest.mark.xdist_group("commands")  # one worker: the trained run is built once
 NOISE = re.compile(r"cuInit|oneDNN|absl|cuda|UserWarning|Warning:|WARNING", re.IGNORECASE)
 
 

@@ -205,7 +205,6 @@ def _edit_state(folder, **changes):
     (folder / "state.json").write_text(json.dumps(state))
 
 
-@pytest.mark.xdist_group("interrupted")  # with the next test: the interrupted run is built once
 @pytest.mark.parametrize("damage, error, message", [
     (lambda backup, step: (backup / "latest.json").write_text("{not json"), BackupError, "latest.json"),
     (lambda backup, step: (step / "state.json").write_text("[]"), BackupError, "state.json"),
@@ -222,7 +221,6 @@ def test_an_unusable_backup_names_its_path_and_the_way_out(interrupted, tmp_path
     assert str(backup) in str(raised.value) and f"Delete {backup}" in str(raised.value)
 
 
-@pytest.mark.xdist_group("interrupted")
 def test_a_kill_during_a_backup_write_leaves_the_previous_backup(interrupted, tmp_path):
     """What a kill leaves mid-write (a hidden staging folder) is ignored, then removed."""
     def half_written(backup, step):

@@ -13,8 +13,7 @@ import pytest
 from keras_moe.export import export_saved_model, list_versions, next_version
 from tests.export.tiny import CLASS_NAMES, tiny_classifier, tiny_lm
 
-pytestmark = [pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel export runs on TensorFlow"),
-              pytest.mark.xdist_group("saved_model")]  # one worker: the shared fixture is built once
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel export runs on TensorFlow")
 
 TEXTS = ["the cat sat", "a dog ran far away from the mat", "x"]
 

@@ -10,8 +10,7 @@ import keras_moe.hub as hub
 from keras_moe.export import export_saved_model
 from tests.hub.tiny import decisive
 
-pytestmark = [pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel export needs TensorFlow"),
-              pytest.mark.xdist_group("hub_export")]  # one worker: the shared fixture is built once
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel export needs TensorFlow")
 TEXTS = ["the cat sat", "a dog ran far away from the mat"]
 
 

@@ -14,7 +14,6 @@ from keras_moe.training.config import compose_config
 from tests.cli.runs import run_command
 from tests.hub.test_upcycle import SOURCES, numpy, trained_looking
 
-pytestmark = pytest.mark.xdist_group("dense_run")  # one worker: the dense run is trained once
 TINY_LM = ["trainer=smoke", "trainer.epochs=1", "trainer.steps_per_epoch=2", "data.sequence_length=16", "data.batch_size=4",
            "data.max_validation_windows=8", "trainer.sample_length=2"]
 TINY_BACKBONE = ["model.backbone.num_layers=1", "model.backbone.hidden_dim=16", "model.backbone.num_heads=2",

@@ -24,9 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 IGNORED = shutil.ignore_patterns(".git", ".venv", "outputs", "multirun", "saved_models", "build", "*.egg-info",
                                  "__pycache__", ".pytest_cache")
 
-pytestmark = [pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                                reason="backend-independent; .ci/run runs it once, on its TensorFlow pass"),
-              pytest.mark.xdist_group("wheel")]  # one worker: the shared fixture is built once
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                reason="backend-independent; .ci/run runs it once, on its TensorFlow pass")
 
 
 def _require_build_tools():

@@ -5,8 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="serving exports need TensorFlow"),
-              pytest.mark.xdist_group("server")]  # one worker: the shared fixture is built once
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="serving exports need TensorFlow")
 
 TEXTS = ["the cat sat", "a dog ran"]
 

@@ -16,8 +16,7 @@ from keras_moe.export import export_saved_model
 from tests.export.tiny import tiny_classifier
 from tests.serving.helpers import call, running_server
 
-pytestmark = [pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="serving exports need TensorFlow"),
-              pytest.mark.xdist_group("server")]  # one worker: the shared fixture is built once
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="serving exports need TensorFlow")
 
 TEXTS = ["the cat sat", "a dog ran"]
 EXCEPTION_NAMES = re.compile(r"\b\w*(Error|Exception)\b")

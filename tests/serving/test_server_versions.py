@@ -10,8 +10,7 @@ import pytest
 
 from tests.serving.helpers import add_version, call, children, running_server, tree_rss_mb, wait_until
 
-pytestmark = [pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="serving exports need TensorFlow"),
-              pytest.mark.xdist_group("server_versions")]  # one worker: the shared fixture is built once
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="serving exports need TensorFlow")
 
 
 @pytest.fixture(scope="module")
