@@ -92,7 +92,7 @@ def measure(args):
                     times[mode].append(time.perf_counter() - start)
             ms = {mode: round(1000 * statistics.median(t), 3) for mode, t in times.items()}
             fastest = min(ms, key=ms.get)
-            picked = auto_mode(tokens, args.top_k, args.num_experts, args.hidden_dim * args.intermediate_dim)
+            picked = auto_mode(tokens, args.top_k, args.num_experts)
             row = {"backend": keras.backend.backend(), "pass": "train" if train else "inference", "tokens": tokens,
                    "ms": ms, "fastest": fastest, "auto": picked, "auto_over_fastest": round(ms[picked] / ms[fastest], 3)}
             print(row, file=sys.stderr, flush=True)

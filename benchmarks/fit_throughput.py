@@ -1,9 +1,11 @@
 """Tokens per second of `model.fit` for the MoE LM and its equal-active dense LM (the recipes' models).
 
-    python benchmarks/fit_throughput.py [--steps 30] [--dispatch auto]     # KERAS_BACKEND=jax for JAX
+    python benchmarks/fit_throughput.py [--rounds 5] [--steps 6] [--dispatch auto]     # KERAS_BACKEND=jax for JAX
 
-Times training steps after a warm-up epoch (compilation excluded), median over steps. Target: the
-MoE LM at least 0.9x the dense LM's tokens/s (issue 13). Prints one JSON line last.
+Both models are built and warmed up first (compilation excluded); then `--rounds` rounds alternate
+them, `--steps` training steps of each per round, so that drift in the machine's speed hits both
+alike; the figure is the median step. Target: the MoE LM at least 0.9x the dense LM's tokens/s
+(issue 13). Prints one JSON line last.
 """
 
 import argparse
@@ -33,27 +35,37 @@ class StepTimer(keras.callbacks.Callback):
         self.times.append(time.perf_counter() - self.start)
 
 
-def tokens_per_second(recipe, args):
-    overrides = [f"recipe={recipe}", f"model.backbone.dispatch={args.dispatch}"]
-    cfg = compose_config(overrides)
+def build(recipe, args):
+    cfg = compose_config([f"recipe={recipe}", f"model.backbone.dispatch={args.dispatch}"])
     keras.utils.set_random_seed(0)
     data, model = build_data(cfg), build_model(cfg)
     model.fit(data.train_dataset(), epochs=1, steps_per_epoch=3, verbose=0)  # compile and warm up
-    timer = StepTimer()
-    model.fit(data.train_dataset(), epochs=1, steps_per_epoch=args.steps, verbose=0, callbacks=[timer])
-    step = statistics.median(timer.times)
-    tokens = cfg.data.batch_size * cfg.data.sequence_length
-    return {"step_ms": round(1000 * step, 1), "tokens_per_second": round(tokens / step)}
+    return cfg, data, model
+
+
+def interleaved_step_times(runs, args):
+    """`{name: [seconds per step]}`, the models taking turns for `args.rounds` rounds of `args.steps` steps."""
+    times = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, (_, data, model) in runs.items():
+            timer = StepTimer()
+            model.fit(data.train_dataset(), epochs=1, steps_per_epoch=args.steps, verbose=0, callbacks=[timer])
+            times[name].extend(timer.times)
+    return times
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=6, help="steps of each model per round")
     parser.add_argument("--dispatch", default="auto", choices=sorted(DISPATCH_MODES))
     args = parser.parse_args()
     results = {"backend": keras.backend.backend(), "dispatch": args.dispatch}
-    for name, recipe in (("moe", "shakespeare_moe"), ("dense_equal_active", "shakespeare_dense")):
-        results[name] = tokens_per_second(recipe, args)
+    runs = {name: build(recipe, args) for name, recipe in (("moe", "shakespeare_moe"), ("dense_equal_active", "shakespeare_dense"))}
+    for name, step_times in interleaved_step_times(runs, args).items():
+        cfg = runs[name][0]
+        step, tokens = statistics.median(step_times), cfg.data.batch_size * cfg.data.sequence_length
+        results[name] = {"step_ms": round(1000 * step, 1), "tokens_per_second": round(tokens / step)}
         print(name, results[name], flush=True)
     moe, dense = results["moe"]["tokens_per_second"], results["dense_equal_active"]["tokens_per_second"]
     results["moe_over_dense_throughput"] = round(moe / dense, 3)

@@ -34,7 +34,7 @@ def measure(args):
         if name == "moe":
             overrides.append(f"model.backbone.dispatch={args.dispatch}")
         lm = instantiate(compose_config(overrides).model, "model")
-        lm.compile(sampler="greedy")
+        lm.compile(sampler="greedy", jit_compile={"auto": "auto", "true": True, "false": False}[args.jit_compile])
         models[name] = lm
     results = {}
     for batch in args.batches:
@@ -50,7 +50,7 @@ def measure(args):
                 samples[name].append(time.perf_counter() - start)
         rates = {name: round(batch * args.new_tokens / statistics.median(values), 1) for name, values in samples.items()}
         results[f"batch_{batch}"] = {"tokens_per_s": rates, "moe_over_dense": round(rates["moe"] / rates["dense"], 3)}
-    return {"backend": keras.backend.backend(), "dispatch": args.dispatch, "results": results}
+    return {"backend": keras.backend.backend(), "dispatch": args.dispatch, "jit_compile": args.jit_compile, "results": results}
 
 
 def main():
@@ -61,6 +61,7 @@ def main():
     parser.add_argument("--batches", type=int, nargs="*", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dispatch", default="auto")
+    parser.add_argument("--jit-compile", default="auto", choices=["auto", "true", "false"], help="both models' compile(jit_compile=...)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -69,7 +70,8 @@ def main():
     figures = {}
     for backend in args.backends:
         command = [sys.executable, __file__, "--worker", "--new-tokens", str(args.new_tokens), "--length", str(args.length),
-                   "--repeats", str(args.repeats), "--dispatch", args.dispatch, "--batches", *map(str, args.batches)]
+                   "--repeats", str(args.repeats), "--dispatch", args.dispatch, "--jit-compile", args.jit_compile,
+                   "--batches", *map(str, args.batches)]
         result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, KERAS_BACKEND=backend), cwd=ROOT)
         if result.returncode:
             raise SystemExit(f"{backend} failed:\n{result.stderr[-3000:]}")

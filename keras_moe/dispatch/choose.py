@@ -11,10 +11,11 @@ figures in `benchmarks/RESULTS.md`). With `t` tokens, `k` choices, `e` experts:
   reading each choice's weights by index costs about 5 computed rows per choice. At larger sizes
   the static block-sparse path wins: `ragged_dot` computes densely off TPU (4-7x slower than
   blocked at 1,024-4,096 tokens here; 7.1x dense measured on an H200).
-- TensorFlow: `all_experts` when `t e <= 512`, `e <= 2 t k` and an expert matrix holds at most
-  2^15 weights (small experts in cache: 10-27% faster than splitting at 4-64 tokens); else
-  `dropless`, per-expert splits of exact sizes, the fastest everywhere else, even for one token
-  (one token's two choices touch two groups).
+- TensorFlow without XLA: `dropless`, per-expert splits of exact sizes, at every token count. In
+  `generate`'s decoding loop (`benchmarks/generate_speed.py`, 8 tokens a step at 8 experts, top-2) the
+  splits ran at 0.90x the dense LM's tokens/s where computing every expert ran at 0.64x, although a
+  lone layer's forward pass (`dispatch_choice.py`) had timed every expert 10-27% faster at 4-64
+  tokens: the loop's other ops run beside the splits, not beside one batched matmul.
 - JAX on TPU, PyTorch, or a token count unknown while tracing: `dropless` (`ragged_dot` is the
   TPU's grouped matmul; splits on PyTorch).
 """
@@ -26,17 +27,14 @@ import keras
 FEW_ROWS = 512
 # Reading one choice's expert weights by index costs about this many computed expert-rows.
 GATHER_COST = 5
-# TensorFlow's splits beat computing every expert once an expert matrix leaves the cache.
-TF_ALL_EXPERTS_MAX_SIZE = 2**15
 
 
-def auto_mode(num_tokens, top_k, num_experts, expert_size, backend=None, platform=None, xla=False):
+def auto_mode(num_tokens, top_k, num_experts, backend=None, platform=None, xla=False):
     """The mode `dispatch="auto"` runs.
 
     Args:
         num_tokens: int, or None when unknown while tracing (then the grouped `dropless` path).
         top_k: int `k`; num_experts: int `e`.
-        expert_size: int, weights in one expert matrix (`h f`).
         backend: Keras backend name (default: the current one); platform: JAX platform
             (`"cpu"`, `"gpu"`, `"tpu"`; default: JAX's default backend).
         xla: bool, TensorFlow is tracing for XLA (`jit_compile=True`).
@@ -46,8 +44,8 @@ def auto_mode(num_tokens, top_k, num_experts, expert_size, backend=None, platfor
     ```python
     from keras_moe.dispatch import auto_mode
 
-    assert auto_mode(1, 2, 8, 128 * 128, backend="jax", platform="cpu") == "all_experts"  # decoding
-    assert auto_mode(4096, 2, 8, 128 * 128, backend="jax", platform="cpu") == "blocked"  # training
+    assert auto_mode(1, 2, 8, backend="jax", platform="cpu") == "all_experts"  # decoding
+    assert auto_mode(4096, 2, 8, backend="jax", platform="cpu") == "blocked"  # training
     ```
     """
     backend = backend or keras.backend.backend()
@@ -57,8 +55,7 @@ def auto_mode(num_tokens, top_k, num_experts, expert_size, backend=None, platfor
         return "dropless"
     every, gathered = num_tokens * num_experts, GATHER_COST * num_tokens * top_k
     if backend == "tensorflow" and not xla:
-        small = expert_size <= TF_ALL_EXPERTS_MAX_SIZE and num_experts <= 2 * num_tokens * top_k
-        return "all_experts" if small and every <= FEW_ROWS else "dropless"
+        return "dropless"
     if min(every, gathered) > FEW_ROWS:
         return "blocked"
     return "all_experts" if every <= gathered else "gathered"

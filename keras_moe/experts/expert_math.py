@@ -67,11 +67,6 @@ class ExpertMath:
         """The kernel `name` the experts compute with (the base kernel; LoRA adds its update)."""
         return self.base_kernel(name)
 
-    def expert_size(self):
-        """Weights in one expert's output matrix (`f h`): the work per token and expert, for `dispatch="auto"`."""
-        shape = self.base_kernel("out").shape
-        return int(shape[-1]) * int(shape[-2])
-
     def call_buffers(self, inputs):
         """`[e, c, h] -> [e, c, h]`."""
 

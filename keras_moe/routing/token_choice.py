@@ -42,7 +42,7 @@ def _run_all_experts(tokens, index, weight, experts, options, mask):
 
 def _run_auto(tokens, index, weight, experts, options, mask):
     mode = dispatch_lib.auto_mode(
-        tokens.shape[0], index.shape[1], experts.num_experts, experts.expert_size(), xla=dispatch_lib.in_xla_compilation()
+        tokens.shape[0], index.shape[1], experts.num_experts, xla=dispatch_lib.in_xla_compilation()
     )
     return DISPATCH_MODES[mode](tokens, index, weight, experts, options, mask)
 
