@@ -11,7 +11,10 @@ from keras_moe.dispatch import auto_mode, choose
 @pytest.mark.parametrize(
     "tokens, experts, expected",
     [
-        (1, 8, "all_experts"),  # decoding: every expert costs 8 rows, gathering 2 choices costs 10
+        (1, 8, "gathered"),  # decoding: read the 2 chosen experts' weights, not all 8
+        (8, 8, "gathered"),
+        (51, 8, "gathered"),
+        (52, 8, "all_experts"),  # too many choices to gather, few enough tokens for every expert
         (64, 8, "all_experts"),
         (256, 8, "blocked"),  # training-sized batches
         (4096, 8, "blocked"),
