@@ -8,15 +8,15 @@ figures in `benchmarks/RESULTS.md`). With `t` tokens, `k` choices, `e` experts:
 - JAX on CPU or GPU, and TensorFlow under XLA (`jit_compile=True`): a few tokens (decoding), where
   sorting and grouping cost more than the maths: `gathered` when `5 t k <= 512` (reading each
   choice's weights by index costs about 5 computed expert-rows), else `all_experts` when
-  `t e <= 512`; otherwise `blocked`. `gathered` reads only the chosen experts' weights: inside
-  `generate`'s loop (JAX, 8 experts, top-2, `benchmarks/generate_speed.py`) the MoE LM's decoding
-  step ran at 0.86-0.91x the dense LM's with it at batch 1 and 0.78-0.92x at batch 8, against
+  `t e <= 512`; otherwise `blocked`. `gathered` reads only the chosen experts' weights: the
+  default MoE LM's decoding step (JAX, 8 experts, top-2, `benchmarks/decode_step.py`) ran at
+  0.86-0.91x the dense LM's speed with it at batch 1 and 0.78-0.92x at batch 8, against
   0.52-0.66x and 0.37-0.46x computing every expert, whose weights (8 experts in each of 4 layers)
   no longer stay in cache, although a lone layer times every expert faster. At larger sizes the
   static block-sparse path wins: `ragged_dot` computes densely off TPU (4-7x slower than blocked at
   1,024-4,096 tokens here; 7.1x dense measured on an H200).
 - TensorFlow without XLA: `dropless`, per-expert splits of exact sizes, at every token count. In
-  `generate`'s decoding loop (`benchmarks/generate_speed.py`, 8 tokens a step at 8 experts, top-2) the
+  `generate` (`benchmarks/generate_speed.py`, 8 tokens a step at 8 experts, top-2) the
   splits ran at 0.90x the dense LM's tokens/s where computing every expert ran at 0.64x, although a
   lone layer's forward pass (`dispatch_choice.py`) had timed every expert 10-27% faster at 4-64
   tokens: the loop's other ops run beside the splits, not beside one batched matmul.
