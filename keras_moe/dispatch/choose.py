@@ -15,11 +15,12 @@ figures in `benchmarks/RESULTS.md`). With `t` tokens, `k` choices, `e` experts:
   no longer stay in cache, although a lone layer times every expert faster. At larger sizes the
   static block-sparse path wins: `ragged_dot` computes densely off TPU (4-7x slower than blocked at
   1,024-4,096 tokens here; 7.1x dense measured on an H200).
-- TensorFlow without XLA: `dropless`, per-expert splits of exact sizes, at every token count. In
-  `generate` (`benchmarks/generate_speed.py`, 8 tokens a step at 8 experts, top-2) the
-  splits ran at 0.90x the dense LM's tokens/s where computing every expert ran at 0.64x, although a
-  lone layer's forward pass (`dispatch_choice.py`) had timed every expert 10-27% faster at 4-64
-  tokens: the loop's other ops run beside the splits, not beside one batched matmul.
+- TensorFlow without XLA: `gathered` for one token, else `dropless` (per-expert splits of exact
+  sizes). The default MoE LM's decoding step (`benchmarks/decode_step.py`, 8 experts, top-2) ran at
+  0.82-0.90x the dense LM's speed with `gathered` at batch 1 against 0.75-0.79x with the splits,
+  and the splits won from 2 tokens up (batch 2: 0.82-0.88x against 0.74-0.79x; batch 8: 0.92x
+  against 0.66x, and 0.66x computing every expert), although a lone layer's forward pass
+  (`dispatch_choice.py`) had timed every expert 10-27% faster at 4-64 tokens.
 - JAX on TPU, PyTorch, or a token count unknown while tracing: `dropless` (`ragged_dot` is the
   TPU's grouped matmul; splits on PyTorch).
 """
@@ -58,7 +59,7 @@ def auto_mode(num_tokens, top_k, num_experts, backend=None, platform=None, xla=F
     if backend == "jax" and (platform or _jax_platform()) == "tpu":
         return "dropless"
     if backend == "tensorflow" and not xla:
-        return "dropless"
+        return "gathered" if num_tokens == 1 else "dropless"
     if GATHER_COST * num_tokens * top_k <= FEW_ROWS:
         return "gathered"
     return "all_experts" if num_tokens * num_experts <= FEW_ROWS else "blocked"

@@ -29,10 +29,15 @@ def test_jax_and_xla_picks(tokens, experts, expected):
     assert auto_mode(tokens, 2, experts, backend="tensorflow", xla=True) == expected
 
 
-@pytest.mark.parametrize("tokens, experts", [(1, 8), (8, 8), (64, 8), (256, 8), (4096, 8), (4, 64), (None, 8)])
-def test_tensorflow_without_xla_always_splits(tokens, experts):
-    """Per-expert splits at every size: in generate's loop they beat computing every expert (0.90x vs 0.64x dense)."""
+@pytest.mark.parametrize("tokens, experts", [(2, 8), (8, 8), (64, 8), (256, 8), (4096, 8), (4, 64), (None, 8)])
+def test_tensorflow_without_xla_splits_from_two_tokens(tokens, experts):
+    """In the decoding loop the splits beat gathering from 2 tokens up, and computing every expert everywhere."""
     assert auto_mode(tokens, 2, experts, backend="tensorflow") == "dropless"
+
+
+@pytest.mark.parametrize("experts", [8, 64])
+def test_tensorflow_without_xla_gathers_for_one_token(experts):
+    assert auto_mode(1, 2, experts, backend="tensorflow") == "gathered"
 
 
 def test_tpu_and_other_backends_use_grouped_matmul():
