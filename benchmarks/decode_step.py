@@ -16,12 +16,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 
+from per_backend import run_per_backend
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def build(model, dispatch=None, length=128):
@@ -120,13 +119,7 @@ def main():
         print(json.dumps(measure(args)))
         return
     figures = {}
-    for backend in args.backends:
-        command = [sys.executable, __file__, "--worker", "--steps", str(args.steps), "--length", str(args.length),
-                   "--repeats", str(args.repeats), "--modes", *args.modes, "--batches", *map(str, args.batches)]
-        result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, KERAS_BACKEND=backend), cwd=ROOT)
-        if result.returncode:
-            raise SystemExit(f"{backend} failed:\n{result.stderr[-3000:]}")
-        figures[backend] = json.loads(result.stdout.strip().splitlines()[-1])
+    for backend, figures[backend] in run_per_backend(__file__, args.backends):
         print(backend, json.dumps(figures[backend]), flush=True)
     print(json.dumps({"benchmark": "decode_step", "steps": args.steps, "figures": figures}))
 

@@ -13,9 +13,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
+
+from per_backend import run_per_backend
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 MODES = ("dropless", "blocked", "gathered", "all_experts")
@@ -109,21 +110,15 @@ def main():
     parser.add_argument("--num-experts", type=int, default=8)
     parser.add_argument("--top-k", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
+    if args.worker:
         print(json.dumps(measure(args)))
         return
     results = {"hidden_dim": args.hidden_dim, "intermediate_dim": args.intermediate_dim,
                "num_experts": args.num_experts, "top_k": args.top_k, "rows": []}
-    for backend in args.backends:
-        command = [sys.executable, os.path.abspath(__file__), "--child", "--tokens", *map(str, args.tokens),
-                   "--hidden-dim", str(args.hidden_dim), "--intermediate-dim", str(args.intermediate_dim),
-                   "--num-experts", str(args.num_experts), "--top-k", str(args.top_k), "--repeats", str(args.repeats)]
-        done = subprocess.run(command, env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True, text=True)
-        if done.returncode:
-            raise SystemExit(f"{backend} run failed:\n{done.stderr[-3000:]}")
-        for row in json.loads(done.stdout.strip().splitlines()[-1]):
+    for _, rows in run_per_backend(__file__, args.backends):
+        for row in rows:
             print(f"{row['backend']:10s} {row['pass']:9s} t={row['tokens']:5d} fastest={row['fastest']:11s} "
                   f"auto={row['auto']:11s} x{row['auto_over_fastest']}  {row['ms']}")
             results["rows"].append(row)

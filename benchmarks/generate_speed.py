@@ -14,12 +14,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 
+from per_backend import run_per_backend
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def measure(args):
@@ -68,14 +67,7 @@ def main():
         print(json.dumps(measure(args)))
         return
     figures = {}
-    for backend in args.backends:
-        command = [sys.executable, __file__, "--worker", "--new-tokens", str(args.new_tokens), "--length", str(args.length),
-                   "--repeats", str(args.repeats), "--dispatch", args.dispatch, "--jit-compile", args.jit_compile,
-                   "--batches", *map(str, args.batches)]
-        result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, KERAS_BACKEND=backend), cwd=ROOT)
-        if result.returncode:
-            raise SystemExit(f"{backend} failed:\n{result.stderr[-3000:]}")
-        figures[backend] = json.loads(result.stdout.strip().splitlines()[-1])
+    for backend, figures[backend] in run_per_backend(__file__, args.backends):
         print(backend, json.dumps(figures[backend]), flush=True)
     print(json.dumps({"benchmark": "generate_speed", "new_tokens": args.new_tokens, "figures": figures}))
 
