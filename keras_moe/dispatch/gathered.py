@@ -9,16 +9,13 @@ splitting or padding, static shapes (XLA-friendly), no token dropped. The gather
 
 from keras import ops
 
-from keras_moe.dispatch.capacity import combine
-
 
 def gathered_dispatch(tokens, expert_index, expert_weight, experts, mask=None):
     """Args as `dropless_dispatch`. Returns `(outputs [t, h], kept bool [t, k])`."""
-    outputs = experts.call_gathered(tokens, expert_index)  # [t, k, h]
-    weight = ops.cast(expert_weight, outputs.dtype)
-    if mask is not None:
-        weight = weight * ops.cast(ops.reshape(mask, (-1, 1)) > 0, weight.dtype)
+    weight = expert_weight
     kept = ops.ones_like(expert_index, dtype="bool")
     if mask is not None:
-        kept = ops.broadcast_to(ops.reshape(mask, (-1, 1)) > 0, ops.shape(expert_index))
-    return combine(outputs, weight), kept
+        valid = ops.reshape(mask, (-1, 1)) > 0
+        weight = weight * ops.cast(valid, weight.dtype)
+        kept = ops.broadcast_to(valid, ops.shape(expert_index))
+    return experts.call_gathered(tokens, expert_index, weight), kept

@@ -60,8 +60,10 @@ def test_every_entry_point_equals_the_hand_written_expert(kwargs):
     np.testing.assert_allclose(to_numpy(layer(np.stack([x[:3]] * E))), np.stack([numpy_expert(layer, x[:3], e) for e in range(E)]),
                                rtol=1e-4, atol=1e-5)
     index = np.random.default_rng(0).integers(0, E, (10, 2)).astype("int32")
-    gathered = to_numpy(layer.call_gathered(x, index))  # [t, k, h]
-    np.testing.assert_allclose(gathered, np.take_along_axis(expected_all, index[:, :, None], axis=1), rtol=1e-4, atol=1e-5)
+    weight = np.random.default_rng(1).random((10, 2)).astype("float32")
+    gathered = to_numpy(layer.call_gathered(x, index, weight))  # [t, h]
+    chosen = np.take_along_axis(expected_all, index[:, :, None], axis=1)  # [t, k, h]
+    np.testing.assert_allclose(gathered, np.sum(chosen * weight[:, :, None], axis=1), rtol=1e-4, atol=1e-5)
     flat = index.reshape(-1)
     _, order, sizes = grouped_order(flat, E)
     rows = x[to_numpy(order) // 2]

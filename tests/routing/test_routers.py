@@ -80,6 +80,42 @@ def test_top_k_router(normalize):
     np.testing.assert_allclose(to_numpy(result.expert_weight), weight, rtol=1e-5)
 
 
+@pytest.mark.parametrize("normalize", [True, False, "always"])
+def test_top_k_weight_gradient_is_the_renormalised_probability_gradient(normalize):
+    """The renormalised weights come from a softmax over the top-k logits: same values and gradients."""
+    from keras_moe.routing import softmax_top_k_routing
+
+    cotangent = np.array([[1.0, -2.0]] * 5, "float32") * np.arange(1, 6, dtype="float32")[:, None]
+    index = top_k(LOGITS, 2)
+
+    def reference(logits):  # probabilities of the chosen experts, renormalised (or not)
+        weight = keras.ops.take_along_axis(keras.ops.softmax(logits, axis=-1), index, axis=-1)
+        return weight / keras.ops.sum(weight, axis=-1, keepdims=True) if normalize else weight
+
+    def ours(logits):
+        return softmax_top_k_routing(logits, 2, normalize).expert_weight
+
+    np.testing.assert_allclose(to_numpy(ours(LOGITS)), to_numpy(reference(LOGITS)), rtol=1e-6)
+    np.testing.assert_allclose(logit_gradient(ours, cotangent), logit_gradient(reference, cotangent), rtol=1e-5, atol=1e-7)
+
+
+def logit_gradient(fn, cotangent):
+    """d(sum(fn(LOGITS) * cotangent)) / d(LOGITS) on the current backend."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        logits = tf.constant(LOGITS)
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            loss = tf.reduce_sum(fn(logits) * cotangent)
+        return tape.gradient(loss, logits).numpy()
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda x: (fn(x) * cotangent).sum())(LOGITS))
+    pytest.skip("gradients checked on TensorFlow and JAX")
+
+
 @pytest.mark.parametrize("normalize, expected", [(True, "probability"), (False, "probability"), ("always", "one")])
 def test_top_1_weight_is_one_only_when_always_normalised(normalize, expected):
     router = identity_router(TopKRouter(num_experts=4, top_k=1, normalize_top_k=normalize), 4)
