@@ -136,8 +136,9 @@ class ExpertMath:
 
         rows = ops.reshape(inputs, (-1, 1, 1, inputs.shape[-1]))
         if inputs.shape[0] == 1 and keras.backend.backend() == "jax":
-            # XLA rewrites a broadcast lhs into a dot that transposes the gathered kernels; with
-            # the row repeated, one token's layer ran 20% faster (batch 8: the broadcast 25% faster).
+            # XLA rewrites a broadcast lhs into a dot that transposes the gathered kernels: with the
+            # row repeated one token ran 20% faster, while at 8 tokens the broadcast ran 25% faster
+            # (raw-JAX A/B, benchmarks/RESULTS.md "Decoding speed").
             rows = ops.repeat(rows, top_k, axis=1)
         if self.expert_in_names() == ("gate", "up"):
             hidden = self.expert_activation(project(rows, "gate"), project(rows, "up"))
