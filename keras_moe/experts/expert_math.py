@@ -56,15 +56,17 @@ class ExpertMath:
         """The input projections: `("gate", "up")` for separate gated kernels, else `("in",)`."""
         return ("gate", "up") if self.expert_activation.gated and self.gate_up_layout == "separate" else ("in",)
 
-    def _feed_forward(self, inputs, project):
-        """`project(x, name)` applies weight `name` (and its bias) in the caller's layout."""
+    def _hidden(self, inputs, project):
+        """The activated input projections; `project(x, name)` applies weight `name` (and its bias) in the caller's layout."""
         activation = self.expert_activation
         if self.expert_in_names() == ("gate", "up"):
-            hidden = activation(project(inputs, "gate"), project(inputs, "up"))
-        else:
-            hidden = project(inputs, "in")
-            hidden = activation(*split_gate_up(hidden, self.gate_up_layout)) if activation.gated else activation(hidden)
-        return project(hidden, "out")
+            return activation(project(inputs, "gate"), project(inputs, "up"))
+        hidden = project(inputs, "in")
+        return activation(*split_gate_up(hidden, self.gate_up_layout)) if activation.gated else activation(hidden)
+
+    def _feed_forward(self, inputs, project):
+        """`project(x, name)` applies weight `name` (and its bias) in the caller's layout."""
+        return project(self._hidden(inputs, project), "out")
 
     def expert_kernel(self, name):
         """The kernel `name` the experts compute with (the base kernel; LoRA adds its update)."""
@@ -140,14 +142,7 @@ class ExpertMath:
             # row repeated one token ran 20% faster, while at 8 tokens the broadcast ran 25% faster
             # (raw-JAX A/B, benchmarks/RESULTS.md "Decoding speed").
             rows = ops.repeat(rows, top_k, axis=1)
-        if self.expert_in_names() == ("gate", "up"):
-            hidden = self.expert_activation(project(rows, "gate"), project(rows, "up"))
-        else:
-            hidden = project(rows, "in")
-            if self.expert_activation.gated:
-                hidden = self.expert_activation(*split_gate_up(hidden, self.gate_up_layout))
-            else:
-                hidden = self.expert_activation(hidden)
+        hidden = self._hidden(rows, project)  # [t, k, 1, f]
         width = hidden.shape[-1]
         hidden = ops.reshape(hidden * ops.reshape(weight, (-1, top_k, 1, 1)), (-1, 1, top_k * width))
         kernel = ops.reshape(take_rows(self.expert_kernel("out"), expert_index), (-1, top_k * width, inputs.shape[-1]))
