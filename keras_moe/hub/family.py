@@ -33,7 +33,7 @@ class SparseMoEBlock:
     def dispatch_options(self, training):
         options = self.sparse_moe
         factor = options["train_capacity_factor"] if training else options["eval_capacity_factor"]
-        return DispatchOptions(options["dispatch"], factor, options["min_expert_capacity"])
+        return DispatchOptions(options["dispatch"], factor, options["min_expert_capacity"], bool(training))
 
     def sparse_experts(self, tokens, routing, experts, mask=None, training=False):
         """`[t, h]` outputs of `experts` on the tokens' chosen experts (`routing`: `TokenChoiceRouting`)."""

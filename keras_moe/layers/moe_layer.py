@@ -198,7 +198,7 @@ class MoELayer(ReplicaLocalLosses, keras.layers.Layer):  # per-replica add_loss:
 
     def dispatch_options(self, training):
         factor = self.train_capacity_factor if training else self.eval_capacity_factor
-        return DispatchOptions(self.dispatch, factor, self.min_expert_capacity)
+        return DispatchOptions(self.dispatch, factor, self.min_expert_capacity, bool(training))
 
     def call(self, inputs, mask=None, training=False, router_inputs=None, return_routing=False, **context):
         family = self.router.routing_type

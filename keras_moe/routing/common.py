@@ -26,12 +26,14 @@ class DispatchOptions(NamedTuple):
 
     `mode`: a key of `token_choice.DISPATCH_MODES` (`"capacity"`, `"auto"`, `"dropless"`, ...);
     `capacity_factor` and `min_expert_capacity` size the
-    expert buffers in capacity mode (the layer picks the train or eval factor).
+    expert buffers in capacity mode (the layer picks the train or eval factor); `training`: whether
+    the call trains (blocked dispatch skips its unused padding blocks only at inference).
     """
 
     mode: str = "capacity"
     capacity_factor: float = 1.25
     min_expert_capacity: int = 4
+    training: bool = False
 
 
 class DispatchResult(NamedTuple):

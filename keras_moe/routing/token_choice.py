@@ -24,12 +24,12 @@ def _run_dropless(tokens, index, weight, experts, options, mask):
     if dispatch_lib.in_xla_compilation() and tokens.shape[0] is not None:
         # TensorFlow's per-expert splits have data-dependent sizes, which XLA cannot compile; the
         # blocked path is dropless too, with static shapes (keras_moe/dispatch/blocked.py).
-        return dispatch_lib.blocked_dispatch(tokens, index, weight, experts, mask)
+        return _run_blocked(tokens, index, weight, experts, options, mask)
     return dispatch_lib.dropless_dispatch(tokens, index, weight, experts, mask)
 
 
 def _run_blocked(tokens, index, weight, experts, options, mask):
-    return dispatch_lib.blocked_dispatch(tokens, index, weight, experts, mask)
+    return dispatch_lib.blocked_dispatch(tokens, index, weight, experts, mask, skip_unused=not options.training)
 
 
 def _run_gathered(tokens, index, weight, experts, options, mask):

@@ -41,6 +41,21 @@ def test_sparse_path_equals_dense_oracle(router, dispatch_mode):
     np.testing.assert_allclose(to_numpy(layer(tokens)), oracle(layer, tokens), rtol=1e-5, atol=1e-6)
 
 
+def test_blocked_skips_unused_blocks_only_at_inference(monkeypatch):
+    """Skipping padding blocks (a `cond` per chunk) speeds inference but slows a backward pass."""
+    from keras_moe.dispatch import blocked
+
+    calls = []
+    real = blocked.run_used_blocks
+    monkeypatch.setattr(blocked, "run_used_blocks", lambda *args: calls.append(1) or real(*args))
+    layer = make_layer("top_k", "blocked")
+    tokens = random_tokens(12, 8)
+    trained = to_numpy(layer(tokens, training=True))
+    assert calls == []
+    np.testing.assert_allclose(to_numpy(layer(tokens, training=False)), trained, rtol=1e-5, atol=1e-6)
+    assert calls == [1]
+
+
 def test_expert_choice_dispatch_equals_its_oracle():
     """Expert `e` adds `S[t, e] * expert_e(x_t)` to each token it picked (its top `c` of `S[:, e]`)."""
     layer = make_layer({"class_name": "expert_choice", "config": {"capacity_factor": 1.0}})
