@@ -1,6 +1,7 @@
 """Blocked dispatch (static-shape dropless): outputs and gradients equal the reference, with and
 without skipping the padding blocks no row reached, eager and compiled."""
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -33,7 +34,7 @@ def routings():
 
 @pytest.mark.parametrize("skip_unused", [False, True])
 @pytest.mark.parametrize("routing", ["spread", "crowded", "single"])
-@pytest.mark.parametrize("run", ["eager", "compiled"])
+@pytest.mark.parametrize("run", ["eager", "compiled", "graph"])
 def test_blocked_equals_oracle(routing, skip_unused, run):
     bank = make_bank(use_bias=True)  # biases: a padding block that ran would give non-zero rows
     tokens = random_tokens(T, HIDDEN, seed=1)
@@ -42,9 +43,18 @@ def test_blocked_equals_oracle(routing, skip_unused, run):
     def dispatch(x):
         return blocked_dispatch(x, index, weight, bank, block_size=4, skip_unused=skip_unused)
 
-    outputs, kept = (compiled(dispatch) if run == "compiled" else dispatch)(tokens)
+    outputs, kept = {"eager": dispatch, "compiled": compiled(dispatch), "graph": graph(dispatch)}[run](tokens)
     assert to_numpy(kept).all()
     np.testing.assert_allclose(to_numpy(outputs), np_oracle(bank, tokens, index, weight), rtol=1e-5, atol=1e-5)
+
+
+def graph(fn):
+    """A TensorFlow graph without XLA (`tf.cond` as graph control flow); `jax.jit` under JAX."""
+    if keras.backend.backend() != "tensorflow":
+        return compiled(fn)
+    import tensorflow as tf
+
+    return tf.function(fn, jit_compile=False, autograph=False)
 
 
 @pytest.mark.parametrize("skip_unused", [False, True])
