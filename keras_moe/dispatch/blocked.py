@@ -76,11 +76,13 @@ def run_used_blocks(experts, blocks_in, block_expert, used_blocks, head_blocks):
     def run(start, end):
         return experts.call_blocks(blocks_in[start:end], block_expert[start:end])
 
-    pieces = [run(0, head_blocks)] if head_blocks else []
-    output_dim = experts.expert_kernel("out").shape[-1]
-    for start, end in tail_chunks(head_blocks, blocks):
-        zeros = ops.zeros((end - start, blocks_in.shape[1], output_dim), blocks_in.dtype)
-        pieces.append(ops.cond(used_blocks > start, lambda start=start, end=end: run(start, end), lambda zeros=zeros: zeros))
+    head = run(0, max(head_blocks, 1))  # at least one block: its output gives the chunks' shape and dtype
+    pieces = [head]
+    for start, end in tail_chunks(max(head_blocks, 1), blocks):
+        zeros = ops.zeros((end - start,) + tuple(head.shape[1:]), head.dtype)
+        pieces.append(
+            ops.cond(used_blocks > start, lambda start=start, end=end: ops.cast(run(start, end), head.dtype), lambda zeros=zeros: zeros)
+        )
     return pieces[0] if len(pieces) == 1 else ops.concatenate(pieces, axis=0)
 
 
@@ -97,7 +99,8 @@ def blocked_dispatch(tokens, expert_index, expert_weight, experts, mask=None, bl
     rows = num_tokens * top_k
     if not block_size:
         in_width = experts.expert_kernel(experts.expert_in_names()[0]).shape[-1]
-        block_size = block_size_for(rows, num_experts, 128 * tokens.shape[1] * in_width if skip_unused else None)
+        block_macs = 128 * (tokens.shape[1] or 0) * in_width if skip_unused else None
+        block_size = block_size_for(rows, num_experts, block_macs)
     blocks = num_blocks(rows, num_experts, block_size)
     padded_rows = blocks * block_size
 

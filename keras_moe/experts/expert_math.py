@@ -159,7 +159,7 @@ class ExpertMath:
             kernel = ops.take(self.expert_kernel(name), block_expert, axis=0)  # [m, d, f]
             y = ops.einsum("mbd,mdf->mbf", x, ops.cast(kernel, x.dtype))
             bias = self.expert_bias(name)
-            return y if bias is None else y + ops.take(bias, block_expert, axis=0)[:, None, :]
+            return y if bias is None else y + ops.cast(ops.take(bias, block_expert, axis=0), y.dtype)[:, None, :]
 
         outputs = self._feed_forward(inputs, project)
         scale = self.expert_output_scale()

@@ -119,3 +119,23 @@ def test_block_size_rule():
     assert block_size_for(1232, 8, 128 * 128 * 256) == 64  # narrow ones: padding decides
     assert block_size_for(10, 8) == 8
     assert num_blocks(24, 4, 4) == 9  # ceil((24 + 4 * 3) / 4)
+
+
+def test_blocked_skipping_under_mixed_bfloat16_with_biases():
+    """The chunks' `cond` branches agree in dtype when float32 biases meet bfloat16 activations."""
+    import keras
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        bank = make_bank(use_bias=True)
+        tokens = random_tokens(T, HIDDEN, seed=1)
+        index, weight = routings()["spread"]
+        rows = ops.cast(tokens, "bfloat16")  # as a mixed-precision layer passes them
+        outputs = {
+            skip: to_numpy(ops.cast(blocked_dispatch(rows, index, weight, bank, block_size=4, skip_unused=skip)[0], "float32"))
+            for skip in (False, True)
+        }
+    finally:
+        keras.config.set_dtype_policy("float32")
+    np.testing.assert_allclose(outputs[True], outputs[False], rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(outputs[True], np_oracle(bank, tokens, index, weight), rtol=0.1, atol=0.1)
