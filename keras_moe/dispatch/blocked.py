@@ -71,18 +71,16 @@ def run_used_blocks(experts, blocks_in, block_expert, used_blocks, head_blocks):
     against 674 without skipping; forward alone 237 against 302).
     """
     blocks = blocks_in.shape[0]
-    head_blocks = min(head_blocks, blocks)
+    head_blocks = min(max(head_blocks, 1), blocks)  # at least one: its output gives the chunks' shape and dtype
 
     def run(start, end):
         return experts.call_blocks(blocks_in[start:end], block_expert[start:end])
 
-    head = run(0, max(head_blocks, 1))  # at least one block: its output gives the chunks' shape and dtype
+    head = run(0, head_blocks)
     pieces = [head]
-    for start, end in tail_chunks(max(head_blocks, 1), blocks):
+    for start, end in tail_chunks(head_blocks, blocks):
         zeros = ops.zeros((end - start,) + tuple(head.shape[1:]), head.dtype)
-        pieces.append(
-            ops.cond(used_blocks > start, lambda start=start, end=end: ops.cast(run(start, end), head.dtype), lambda zeros=zeros: zeros)
-        )
+        pieces.append(ops.cond(used_blocks > start, lambda start=start, end=end: run(start, end), lambda zeros=zeros: zeros))
     return pieces[0] if len(pieces) == 1 else ops.concatenate(pieces, axis=0)
 
 

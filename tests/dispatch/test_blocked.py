@@ -123,8 +123,6 @@ def test_block_size_rule():
 
 def test_blocked_skipping_under_mixed_bfloat16_with_biases():
     """The chunks' `cond` branches agree in dtype when float32 biases meet bfloat16 activations."""
-    import keras
-
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
         bank = make_bank(use_bias=True)
