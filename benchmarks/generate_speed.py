@@ -8,7 +8,9 @@ weights), with the same byte preprocessor. Greedy `generate` of `--new-tokens` t
 at batch 1 and 8; each is warmed up at the same length first (compilation excluded), then timed,
 interleaved with the other model, median of `--repeats` (and the best repeat: on a shared
 machine other jobs only ever add time, so `moe_over_dense_best` is the steadier ratio). Each backend runs in its own process.
-Prints one JSON line last. Targets (issue 13): MoE >= 0.95x dense tokens/s at batch 1, >= 0.9x at batch 8.
+`--saved-model` (TensorFlow) times the exported SavedModels' `generate` signature instead (batch
+unknown while tracing, as TF Serving runs it), each model exported with a window of prompt +
+`--new-tokens`. Prints one JSON line last. Targets (issue 13): MoE >= 0.95x dense tokens/s at batch 1, >= 0.9x at batch 8.
 """
 
 import argparse
@@ -28,18 +30,37 @@ def measure(args):
     from keras_moe.training import compose_config, instantiate
 
     keras.utils.set_random_seed(0)
+    prompt = "ROMEO.\nWhat light"
+    length = len(prompt.encode()) + args.new_tokens if args.saved_model else args.length
     models = {}
     for name, model in (("moe", "moe_lm_small"), ("dense", "dense_lm_small")):
-        overrides = [f"model={model}", f"data.sequence_length={args.length}"]
+        overrides = [f"model={model}", f"data.sequence_length={length}"]
         if name == "moe":
             overrides.append(f"model.backbone.dispatch={args.dispatch}")
         lm = instantiate(compose_config(overrides).model, "model")
         lm.compile(sampler="greedy", jit_compile={"auto": "auto", "true": True, "false": False}[args.jit_compile])
         models[name] = lm
+    if args.saved_model:
+        import tempfile
+
+        import tensorflow as tf
+
+        from keras_moe.export import write_saved_model
+
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError(f"--saved-model needs the TensorFlow backend, not {keras.backend.backend()!r}")
+        directory = tempfile.mkdtemp(prefix="generate_speed_")
+        signatures = {}
+        for name, lm in models.items():
+            write_saved_model(lm, os.path.join(directory, name))
+            signatures[name] = tf.saved_model.load(os.path.join(directory, name)).signatures["generate"]
     results = {}
     for batch in args.batches:
-        prompts = ["ROMEO.\nWhat light"] * batch
-        fns = {name: (lambda lm=lm: lm.generate(prompts, max_length=len(prompts[0]) + args.new_tokens)) for name, lm in models.items()}  # noqa: B023 (called within the iteration)
+        prompts = [prompt] * batch
+        if args.saved_model:
+            fns = {name: (lambda f=f: f(text=tf.constant(prompts))) for name, f in signatures.items()}  # noqa: B023
+        else:
+            fns = {name: (lambda lm=lm: lm.generate(prompts, max_length=len(prompts[0]) + args.new_tokens)) for name, lm in models.items()}  # noqa: B023 (called within the iteration)
         outputs = {name: fn() for name, fn in fns.items()}  # warm-up at the same length (compiles)
         assert all(len(o) for o in outputs.values())
         samples = {name: [] for name in fns}
@@ -56,7 +77,8 @@ def measure(args):
             "best_tokens_per_s": best,  # the least disturbed repeat (other jobs only ever add time)
             "moe_over_dense_best": round(best["moe"] / best["dense"], 3),
         }
-    return {"backend": keras.backend.backend(), "dispatch": args.dispatch, "jit_compile": args.jit_compile, "results": results}
+    return {"backend": keras.backend.backend(), "dispatch": args.dispatch, "jit_compile": args.jit_compile,
+            "saved_model": args.saved_model, "results": results}
 
 
 def main():
@@ -68,6 +90,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--dispatch", default="auto")
     parser.add_argument("--jit-compile", default="auto", choices=["auto", "true", "false"], help="both models' compile(jit_compile=...)")
+    parser.add_argument("--saved-model", action="store_true", help="time the exported SavedModels' generate signature (TensorFlow)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

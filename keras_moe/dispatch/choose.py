@@ -16,13 +16,16 @@ figures in `benchmarks/RESULTS.md`). With `t` tokens, `k` choices, `e` experts:
   static block-sparse path wins: `ragged_dot` computes densely off TPU (4-7x slower than blocked at
   1,024-4,096 tokens here; 7.1x dense measured on an H200).
 - TensorFlow without XLA: `gathered` for one token, else `dropless` (per-expert splits of exact
-  sizes). The default MoE LM's decoding step (`benchmarks/decode_step.py`, 8 experts, top-2) ran at
-  0.82-0.90x the dense LM's speed with `gathered` at batch 1 against 0.75-0.79x with the splits,
-  and the splits won from 2 tokens up (batch 2: 0.82-0.88x against 0.74-0.79x; batch 8: 0.92x
-  against 0.66x, and 0.66x computing every expert), although a lone layer's forward pass
-  (`dispatch_choice.py`) had timed every expert 10-27% faster at 4-64 tokens.
-- JAX on TPU, PyTorch, or a token count unknown while tracing: `dropless` (`ragged_dot` is the
-  TPU's grouped matmul; splits on PyTorch).
+  sizes). When the token count is unknown while tracing (a SavedModel signature's dynamic batch),
+  the layer chooses between the two in the graph (`keras.ops.cond` on the count; a SavedModel's
+  `generate` at batch 1 ran at 0.76-0.93x dense against 0.73-0.90x always splitting). The default
+  MoE LM's decoding step (`benchmarks/decode_step.py`, 8 experts, top-2) ran at 0.82-0.90x the dense
+  LM's speed with `gathered` at batch 1 against 0.75-0.79x with the splits, and the splits won from
+  2 tokens up (batch 2: 0.82-0.88x against 0.74-0.79x; batch 8: 0.92x against 0.66x, and 0.66x
+  computing every expert), although a lone layer's forward pass (`dispatch_choice.py`) had timed
+  every expert 10-27% faster at 4-64 tokens.
+- JAX on TPU, PyTorch, or a token count unknown while tracing (one token aside, above): `dropless`
+  (`ragged_dot` is the TPU's grouped matmul; splits on PyTorch).
 """
 
 import keras
@@ -38,7 +41,8 @@ def auto_mode(num_tokens, top_k, num_experts, backend=None, platform=None, xla=F
     """The mode `dispatch="auto"` runs.
 
     Args:
-        num_tokens: int, or None when unknown while tracing (then the grouped `dropless` path).
+        num_tokens: int, or None when unknown while tracing (then the grouped `dropless` path; the
+            layer runs `auto_mode(1, ...)` instead for one token, chosen in the graph).
         top_k: int `k`; num_experts: int `e`.
         backend: Keras backend name (default: the current one); platform: JAX platform
             (`"cpu"`, `"gpu"`, `"tpu"`; default: JAX's default backend).

@@ -41,9 +41,17 @@ def _run_all_experts(tokens, index, weight, experts, options, mask):
 
 
 def _run_auto(tokens, index, weight, experts, options, mask):
-    mode = dispatch_lib.auto_mode(
-        tokens.shape[0], index.shape[1], experts.num_experts, xla=dispatch_lib.in_xla_compilation()
-    )
+    xla = dispatch_lib.in_xla_compilation()
+    mode = dispatch_lib.auto_mode(tokens.shape[0], index.shape[1], experts.num_experts, xla=xla)
+    if tokens.shape[0] is None:
+        # The token count is known only at run time (a SavedModel signature's dynamic batch): a
+        # decoding step of one token still takes the one-token mode, chosen in the graph.
+        single = dispatch_lib.auto_mode(1, index.shape[1], experts.num_experts, xla=xla)
+        if single != mode:
+            def run(name):
+                return lambda: DISPATCH_MODES[name](tokens, index, weight, experts, options, mask)
+
+            return ops.cond(ops.equal(ops.shape(tokens)[0], 1), run(single), run(mode))
     return DISPATCH_MODES[mode](tokens, index, weight, experts, options, mask)
 
 

@@ -67,3 +67,41 @@ def test_constants_are_the_documented_ones():
     """The docstring's table quotes these thresholds; a change must update both."""
     doc = choose.__doc__
     assert str(choose.FEW_ROWS) in doc and f"{choose.GATHER_COST} t k" in doc
+
+
+def test_unknown_token_count_picks_the_one_token_mode_at_run_time(monkeypatch):
+    """A SavedModel signature's batch is unknown while tracing: its decoding step (one token) must still
+    take the one-token mode, chosen in the graph, and larger calls the general one; outputs stay exact."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("only TensorFlow traces with an unknown token count (JAX shapes are static)")
+    import tensorflow as tf
+
+    from keras_moe.routing import token_choice
+
+    single, general = auto_mode(1, 2, 8), auto_mode(None, 2, 8)
+    assert (single, general) == ("gathered", "dropless")
+    real = dict(token_choice.DISPATCH_MODES)
+    runs = {mode: tf.Variable(0) for mode in (single, general)}
+
+    def counted(mode):
+        def run(*args, **kwargs):
+            runs[mode].assign_add(1)  # a stateful op: runs only if the graph takes this branch
+            return real[mode](*args, **kwargs)
+
+        return run
+
+    for mode in runs:
+        monkeypatch.setitem(token_choice.DISPATCH_MODES, mode, counted(mode))
+    layer = keras_moe.MoELayer(8, 16, router={"class_name": "top_k", "config": {"top_k": 2}}, dispatch="auto")
+    reference = keras_moe.MoELayer.from_config({**layer.get_config(), "dispatch": "dropless"})
+    layer.build((None, None, 8))
+    reference.build((None, None, 8))
+    reference.set_weights(layer.get_weights())
+    serve = tf.function(lambda x: layer(x), input_signature=[tf.TensorSpec([None, None, 8], tf.float32)])
+    for shape, taken in (((1, 1, 8), single), ((3, 5, 8), general), ((1, 1, 8), single)):
+        before = {mode: int(count.numpy()) for mode, count in runs.items()}
+        x = np.random.default_rng(sum(shape)).standard_normal(shape).astype("float32")
+        outputs = serve(x).numpy()
+        after = {mode: int(count.numpy()) for mode, count in runs.items()}
+        assert {mode: after[mode] - before[mode] for mode in runs} == {mode: int(mode == taken) for mode in runs}, shape
+        np.testing.assert_allclose(outputs, keras.ops.convert_to_numpy(reference(x)), atol=1e-5)
