@@ -42,6 +42,11 @@ GATE_UP_LAYOUTS = ("fused", "interleaved", "separate")
 SPLIT_APPLY_MAX_EXPERTS = 32
 
 
+def blocks_in_loop():
+    """Whether `call_blocks` runs its blocks in a loop of 2-D matmuls (JAX) rather than one batched matmul."""
+    return keras.backend.backend() == "jax"
+
+
 def split_gate_up(hidden, layout):
     """`[..., 2f]` -> `(gate, up)` for the fused or interleaved layout."""
     if layout == "interleaved":
@@ -153,7 +158,17 @@ class ExpertMath:
         return outputs
 
     def call_blocks(self, inputs, block_expert):
-        """`[m, B, h]` blocks and each block's expert `[m]` -> `[m, B, h]`."""
+        """`[m, B, h]` blocks and each block's expert `[m]` -> `[m, B, h]`.
+
+        On JAX the blocks run one at a time in a loop (`keras.ops.map`, a `lax.map`), each as 2-D
+        matmuls with its expert's kernels read by index: XLA:CPU runs a batched matmul's blocks one
+        after the other on one thread, while it spreads a large 2-D matmul over the cores, and the
+        loop reads each kernel where it lies instead of gathering `m` copies first. Elsewhere (and
+        on TensorFlow under XLA, where the loop's backward pass is slower): one batched matmul over
+        the gathered kernels. Figures: `benchmarks/RESULTS.md`, "JAX: blocks in a loop".
+        """
+        if blocks_in_loop():
+            return self._call_blocks_in_loop(inputs, block_expert)
 
         def project(x, name):
             kernel = ops.take(self.expert_kernel(name), block_expert, axis=0)  # [m, d, f]
@@ -164,6 +179,24 @@ class ExpertMath:
         outputs = self._feed_forward(inputs, project)
         scale = self.expert_output_scale()
         return outputs if scale is None else outputs * ops.cast(ops.take(scale, block_expert, axis=0), outputs.dtype)[:, None, None]
+
+    def _call_blocks_in_loop(self, inputs, block_expert):
+        names = (*self.expert_in_names(), "out")
+        kernels = {name: self.expert_kernel(name) for name in names}  # LoRA adds its update once, outside the loop
+        biases = {name: self.expert_bias(name) for name in names}
+        scale = self.expert_output_scale()
+
+        def block(args):  # one block's rows [B, h] and its expert (a scalar)
+            x, expert = args
+
+            def project(v, name):
+                y = ops.matmul(v, ops.cast(ops.take(kernels[name], expert, axis=0), v.dtype))
+                return y if biases[name] is None else y + ops.cast(ops.take(biases[name], expert, axis=0), y.dtype)
+
+            y = self._feed_forward(x, project)
+            return y if scale is None else y * ops.cast(ops.take(scale, expert, axis=0), y.dtype)
+
+        return ops.map(block, (inputs, block_expert))
 
     def call_grouped(self, inputs, group_sizes):
         """`inputs [n, h]` sorted by expert with `group_sizes [e]` rows each; rows past the groups give zeros."""

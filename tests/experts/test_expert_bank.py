@@ -71,6 +71,20 @@ def test_every_entry_point_equals_the_hand_written_expert(kwargs):
     np.testing.assert_allclose(grouped, expected_all[to_numpy(order) // 2, flat[to_numpy(order)]], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("in_loop", [True, False], ids=["loop", "batched"])
+@pytest.mark.parametrize("kwargs", CASES, ids=lambda k: "-".join(str(v) if not isinstance(v, dict) else v["name"] for v in k.values()))
+def test_call_blocks_equals_the_hand_written_expert_in_both_forms(kwargs, in_loop, monkeypatch):
+    """`call_blocks`: a loop of 2-D matmuls (JAX's form) and one batched matmul (the others') give each block its expert."""
+    from keras_moe.experts import expert_math
+
+    monkeypatch.setattr(expert_math, "blocks_in_loop", lambda: in_loop)
+    layer = bank(**kwargs)
+    blocks = (random_tokens(5 * 4, H) * 3.0).reshape(5, 4, H)
+    block_expert = np.array([0, 0, 2, 3, 3], "int32")  # as the dispatch sorts them; expert 1 has no block
+    expected = np.stack([numpy_expert(layer, blocks[i], e) for i, e in enumerate(block_expert)])
+    np.testing.assert_allclose(to_numpy(layer.call_blocks(blocks, block_expert)), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_clamped_swiglu_clamps():
     act = activations.get("clamped_swiglu")
     gate, up = np.array([100.0, -100.0, 1.0], "float32"), np.array([100.0, 1.0, -100.0], "float32")
