@@ -43,9 +43,11 @@ def _run_all_experts(tokens, index, weight, experts, options, mask):
 def _run_auto(tokens, index, weight, experts, options, mask):
     xla = dispatch_lib.in_xla_compilation()
     mode = dispatch_lib.auto_mode(tokens.shape[0], index.shape[1], experts.num_experts, xla=xla)
-    if tokens.shape[0] is None:
+    if tokens.shape[0] is None and not options.training:
         # The token count is known only at run time (a SavedModel signature's dynamic batch): a
         # decoding step of one token still takes the one-token mode, chosen in the graph.
+        # Inference only: a training graph keeps one path (a `cond` there changed gradients
+        # under MirroredStrategy beyond the single-device tolerance, 2e-4 against 1e-5).
         single = dispatch_lib.auto_mode(1, index.shape[1], experts.num_experts, xla=xla)
         if single != mode:
             def run(name):
