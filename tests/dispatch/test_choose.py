@@ -105,3 +105,8 @@ def test_unknown_token_count_picks_the_one_token_mode_at_run_time(monkeypatch):
         after = {mode: int(count.numpy()) for mode, count in runs.items()}
         assert {mode: after[mode] - before[mode] for mode in runs} == {mode: int(mode == taken) for mode in runs}, shape
         np.testing.assert_allclose(outputs, keras.ops.convert_to_numpy(reference(x)), atol=1e-5)
+    # Training graphs keep one path: the one-token choice is for decoding.
+    train = tf.function(lambda x: layer(x, training=True), input_signature=[tf.TensorSpec([None, None, 8], tf.float32)])
+    before = {mode: int(count.numpy()) for mode, count in runs.items()}
+    train(np.ones((1, 1, 8), "float32"))
+    assert {mode: int(runs[mode].numpy()) - before[mode] for mode in runs} == {single: 0, general: 1}
