@@ -17,13 +17,13 @@ figures in `benchmarks/RESULTS.md`). With `t` tokens, `k` choices, `e` experts:
   1,024-4,096 tokens here; 7.1x dense measured on an H200).
 - TensorFlow without XLA: `gathered` for one token, else `dropless` (per-expert splits of exact
   sizes). When the token count is unknown while tracing at inference (a SavedModel signature's
-  dynamic batch), the layer chooses between the two in the graph (`keras.ops.cond` on the count; a SavedModel's
-  `generate` at batch 1 ran at 0.76-0.93x dense against 0.73-0.90x always splitting). The default
-  MoE LM's decoding step (`benchmarks/decode_step.py`, 8 experts, top-2) ran at 0.82-0.90x the dense
-  LM's speed with `gathered` at batch 1 against 0.75-0.79x with the splits, and the splits won from
-  2 tokens up (batch 2: 0.82-0.88x against 0.74-0.79x; batch 8: 0.92x against 0.66x, and 0.66x
-  computing every expert), although a lone layer's forward pass (`dispatch_choice.py`) had timed
-  every expert 10-27% faster at 4-64 tokens.
+  dynamic batch), the layer chooses between the two in the graph (`keras.ops.cond` on the count; a
+  SavedModel's `generate` at batch 1 ran at 0.76-0.93x dense against 0.73-0.90x always splitting).
+  The default MoE LM's decoding step (`benchmarks/decode_step.py`, 8 experts, top-2) ran at
+  0.82-0.90x the dense LM's speed with `gathered` at batch 1 against 0.75-0.79x with the splits, and
+  the splits won from 2 tokens up (batch 2: 0.82-0.88x against 0.74-0.79x; batch 8: 0.92x against
+  0.66x, and 0.66x computing every expert), although a lone layer's forward pass
+  (`dispatch_choice.py`) had timed every expert 10-27% faster at 4-64 tokens.
 - JAX on TPU, PyTorch, or a token count unknown while tracing (one token aside, above): `dropless`
   (`ragged_dot` is the TPU's grouped matmul; splits on PyTorch).
 """
