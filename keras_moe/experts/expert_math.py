@@ -167,36 +167,26 @@ class ExpertMath:
         on TensorFlow under XLA, where the loop's backward pass is slower): one batched matmul over
         the gathered kernels. Figures: `benchmarks/RESULTS.md`, "JAX: blocks in a loop".
         """
-        if blocks_in_loop():
-            return self._call_blocks_in_loop(inputs, block_expert)
-
-        def project(x, name):
-            kernel = ops.take(self.expert_kernel(name), block_expert, axis=0)  # [m, d, f]
-            y = ops.einsum("mbd,mdf->mbf", x, ops.cast(kernel, x.dtype))
-            bias = self.expert_bias(name)
-            return y if bias is None else y + ops.cast(ops.take(bias, block_expert, axis=0), y.dtype)[:, None, :]
-
-        outputs = self._feed_forward(inputs, project)
-        scale = self.expert_output_scale()
-        return outputs if scale is None else outputs * ops.cast(ops.take(scale, block_expert, axis=0), outputs.dtype)[:, None, None]
-
-    def _call_blocks_in_loop(self, inputs, block_expert):
         names = (*self.expert_in_names(), "out")
         kernels = {name: self.expert_kernel(name) for name in names}  # LoRA adds its update once, outside the loop
         biases = {name: self.expert_bias(name) for name in names}
         scale = self.expert_output_scale()
 
-        def block(args):  # one block's rows [B, h] and its expert (a scalar)
-            x, expert = args
-
+        def run(x, expert):  # blocks [m, B, h] with experts [m], or one block [B, h] with its expert (a scalar)
             def project(v, name):
                 y = ops.matmul(v, ops.cast(ops.take(kernels[name], expert, axis=0), v.dtype))
-                return y if biases[name] is None else y + ops.cast(ops.take(biases[name], expert, axis=0), y.dtype)
+                bias = biases[name]
+                return y if bias is None else y + ops.cast(ops.expand_dims(ops.take(bias, expert, axis=0), -2), y.dtype)
 
             y = self._feed_forward(x, project)
-            return y if scale is None else y * ops.cast(ops.take(scale, expert, axis=0), y.dtype)
+            if scale is None:
+                return y
+            block_scale = ops.take(scale, expert, axis=0)
+            return y * ops.cast(ops.reshape(block_scale, tuple(block_scale.shape) + (1, 1)), y.dtype)
 
-        return ops.map(block, (inputs, block_expert))
+        if blocks_in_loop():
+            return ops.map(lambda args: run(*args), (inputs, block_expert))
+        return run(inputs, block_expert)
 
     def call_grouped(self, inputs, group_sizes):
         """`inputs [n, h]` sorted by expert with `group_sizes [e]` rows each; rows past the groups give zeros."""
