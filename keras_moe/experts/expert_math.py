@@ -33,6 +33,7 @@ from keras import ops
 
 from keras_moe.dispatch.gather import take_rows
 from keras_moe.dispatch.grouped_matmul import grouped_matmul, split_apply, supports_split_apply
+from keras_moe.experts.block_loop import map_blocks
 
 GATE_UP_LAYOUTS = ("fused", "interleaved", "separate")
 
@@ -165,28 +166,30 @@ class ExpertMath:
         after the other on one thread, while it spreads a large 2-D matmul over the cores, and the
         loop reads each kernel where it lies instead of gathering `m` copies first. Elsewhere (and
         on TensorFlow under XLA, where the loop's backward pass is slower): one batched matmul over
-        the gathered kernels. Figures: `benchmarks/RESULTS.md`, "JAX: blocks in a loop".
+        the gathered kernels. From 16 experts up the loop's backward pass adds each block's weight
+        gradients into its expert's slice in place (`keras_moe.experts.block_loop`). Figures: `benchmarks/RESULTS.md`,
+        "JAX: blocks in a loop".
         """
         names = (*self.expert_in_names(), "out")
-        kernels = {name: self.expert_kernel(name) for name in names}  # LoRA adds its update once, outside the loop
-        biases = {name: self.expert_bias(name) for name in names}
-        scale = self.expert_output_scale()
+        params = {f"kernel/{name}": self.expert_kernel(name) for name in names}  # LoRA adds its update once, outside the loop
+        params.update({f"bias/{name}": self.expert_bias(name) for name in names})
+        params["scale"] = self.expert_output_scale()
+        params = {key: ops.convert_to_tensor(value) for key, value in params.items() if value is not None}
 
-        def run(x, expert):  # blocks [m, B, h] with experts [m], or one block [B, h] with its expert (a scalar)
+        def run(p, x):  # p: the block's expert's weights; x one block [B, h] (p unbatched), or [m, B, h] (p [m, ...])
             def project(v, name):
-                y = ops.matmul(v, ops.cast(ops.take(kernels[name], expert, axis=0), v.dtype))
-                bias = biases[name]
-                return y if bias is None else y + ops.cast(ops.expand_dims(ops.take(bias, expert, axis=0), -2), y.dtype)
+                y = ops.matmul(v, ops.cast(p[f"kernel/{name}"], v.dtype))
+                bias = p.get(f"bias/{name}")
+                return y if bias is None else y + ops.cast(ops.expand_dims(bias, -2), y.dtype)
 
             y = self._feed_forward(x, project)
-            if scale is None:
+            if "scale" not in p:
                 return y
-            block_scale = ops.take(scale, expert, axis=0)
-            return y * ops.cast(ops.reshape(block_scale, tuple(block_scale.shape) + (1, 1)), y.dtype)
+            return y * ops.cast(ops.reshape(p["scale"], tuple(p["scale"].shape) + (1, 1)), y.dtype)
 
         if blocks_in_loop():
-            return ops.map(lambda args: run(*args), (inputs, block_expert))
-        return run(inputs, block_expert)
+            return map_blocks(run, params, inputs, block_expert)
+        return run({key: ops.take(value, block_expert, axis=0) for key, value in params.items()}, inputs)
 
     def call_grouped(self, inputs, group_sizes):
         """`inputs [n, h]` sorted by expert with `group_sizes [e]` rows each; rows past the groups give zeros."""

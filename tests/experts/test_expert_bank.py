@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from keras import ops
 from keras.src.testing import TestCase
 
 from keras_moe.dispatch.dropless import grouped_order
@@ -83,6 +84,35 @@ def test_call_blocks_equals_the_hand_written_expert_in_both_forms(kwargs, in_loo
     block_expert = np.array([0, 0, 2, 3, 3], "int32")  # as the dispatch sorts them; expert 1 has no block
     expected = np.stack([numpy_expert(layer, blocks[i], e) for i, e in enumerate(block_expert)])
     np.testing.assert_allclose(to_numpy(layer.call_blocks(blocks, block_expert)), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", CASES, ids=lambda k: "-".join(str(v) if not isinstance(v, dict) else v["name"] for v in k.values()))
+@pytest.mark.parametrize("own_backward", [True, False], ids=["own-backward", "autodiff"])
+def test_call_blocks_gradients_equal_in_both_forms(kwargs, own_backward, monkeypatch):
+    """The loop form (on JAX with its own backward pass: each block's weight gradient added into its
+    expert's slice) gives the gradients autodiff gives the batched form, for inputs, kernels, biases and scale."""
+    from keras_moe.experts import block_loop, expert_math
+    from tests.dispatch.oracle import value_and_grads
+
+    monkeypatch.setattr(block_loop, "OWN_BACKWARD_MIN_EXPERTS", 1 if own_backward else E + 1)
+    layer = bank(**kwargs)
+    blocks = random_tokens(5 * 4, H) * 3.0
+    block_expert = np.array([0, 0, 2, 3, 3], "int32")  # two experts with two blocks each: their gradients add up
+    ones, cotangent = np.ones((20, 1), "float32"), np.random.default_rng(2).normal(size=(20, H)).astype("float32")
+
+    def fn(x, w):
+        return ops.reshape(layer.call_blocks(ops.reshape(x, (5, 4, H)), block_expert), (20, H)) * w
+
+    results = {}
+    for in_loop in (True, False):
+        monkeypatch.setattr(expert_math, "blocks_in_loop", lambda in_loop=in_loop: in_loop)
+        results[in_loop] = value_and_grads(fn, layer, blocks, ones, cotangent)
+    (loop_out, loop_grads), (batched_out, batched_grads) = results[True], results[False]
+    np.testing.assert_allclose(loop_out, batched_out, rtol=1e-5, atol=1e-5)
+    assert len(loop_grads) == 2 + len(layer.trainable_variables)
+    for grad, ref, name in zip(loop_grads, batched_grads, ["inputs", "weight"] + [v.path for v in layer.trainable_variables]):
+        assert np.abs(ref).max() > 0 or name == "weight", name  # every weight has a gradient to compare
+        np.testing.assert_allclose(grad, ref, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
 def test_clamped_swiglu_clamps():
