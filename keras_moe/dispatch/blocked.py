@@ -120,11 +120,22 @@ def blocked_dispatch(tokens, expert_index, expert_weight, experts, mask=None, bl
     safe_expert = ops.minimum(sorted_expert, num_experts - 1)
     grouped_position = ops.arange(rows, dtype="int32") - ops.take(starts, safe_expert)
     position = ops.where(real, ops.take(padded_starts, safe_expert) + grouped_position, padded_rows)  # [n] in sorted order
-    row_position = ops.take(position, destination)  # [n] in token-major order
+    row_position = ops.take(position, destination)  # [n] in token-major order; padding_rows for masked choices
+    real_row = row_position < padded_rows
 
-    sorted_inputs = gather_rows(tokens, order // top_k, ops.reshape(destination, (-1, top_k)))
-    buffer = ops.zeros((padded_rows + 1, ops.shape(tokens)[1]), tokens.dtype)
-    buffer = ops.scatter_update(buffer, position[:, None], sorted_inputs)[:padded_rows]
+    # Each block row's owner: the (token, choice) row placed there, or `rows` for padding. Both moves
+    # between token order and the blocks are gathers whose backward pass is a gather too
+    # (`gather_rows`): a scatter of the rows into the blocks, and autodiff's scatter-add back, took
+    # 30 ms of a 64-expert layer's forward and backward pass on XLA:CPU, against 6 as gathers.
+    owner = ops.scatter_update(ops.full((padded_rows + 1,), rows, "int32"), row_position[:, None], ops.arange(rows, dtype="int32"))
+    owner = owner[:padded_rows]
+    owned = owner < rows
+    safe_owner = ops.where(owned, owner, 0)[:, None]
+    padded_tokens = ops.concatenate([tokens, ops.zeros_like(tokens[:1])], axis=0)  # padding rows read the zero row
+    readers = ops.concatenate([ops.reshape(row_position, (-1, top_k)), ops.zeros((1, top_k), "int32")], axis=0)
+    readers_valid = ops.concatenate([ops.reshape(real_row, (-1, top_k)), ops.zeros((1, top_k), "bool")], axis=0)
+    source = ops.where(owned, owner // top_k, num_tokens)
+    buffer = gather_rows(padded_tokens, source, ops.where(readers_valid, readers, 0), readers_valid)
     block_expert = ops.minimum(
         ops.searchsorted(padded_ends, ops.arange(blocks, dtype="int32") * block_size, side="right"), num_experts - 1
     )
@@ -134,8 +145,11 @@ def blocked_dispatch(tokens, expert_index, expert_weight, experts, mask=None, bl
         block_outputs = run_used_blocks(experts, buffer, block_expert, padded_ends[-1] // block_size, -(-rows // block_size))
     else:
         block_outputs = experts.call_blocks(buffer, block_expert)
-    block_outputs = ops.concatenate([ops.reshape(block_outputs, (padded_rows, -1)), ops.zeros_like(block_outputs[0, :1])], 0)
-    outputs = ops.take(block_outputs, row_position, axis=0)  # [n, h]; padding choices read the zero row
+    outputs = gather_rows(
+        ops.reshape(block_outputs, (padded_rows, -1)), ops.minimum(row_position, padded_rows - 1), safe_owner, owned[:, None]
+    )  # [n, h]
+    if valid is not None:
+        outputs = outputs * ops.cast(real_row, outputs.dtype)[:, None]  # masked choices read no block
     outputs = ops.reshape(outputs, (num_tokens, top_k, -1))
     kept = ops.ones_like(expert_index, dtype="bool") if valid is None else ops.reshape(valid, ops.shape(expert_index))
     return combine(outputs, ops.cast(expert_weight, outputs.dtype)), kept

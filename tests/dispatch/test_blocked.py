@@ -86,6 +86,24 @@ def test_blocked_gradients_equal_oracle(skip_unused):
         np.testing.assert_allclose(grad, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_blocked_gradients_with_padding_tokens_equal_oracle():
+    """Masked tokens read no block and get no gradient; the others' gradients equal the oracle's."""
+    bank = make_bank(use_bias=True)
+    tokens = random_tokens(T, HIDDEN, seed=4)
+    index, weight = routings()["spread"]
+    mask = np.array([0, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 1], "float32")
+    cotangent = random_tokens(T, HIDDEN, seed=5)
+    out, grads = value_and_grads(lambda x, w: blocked_dispatch(x, index, w, bank, mask=mask, block_size=4)[0], bank, tokens, weight, cotangent)
+    ref_out, ref_grads = value_and_grads(
+        lambda x, w: keras_oracle(bank, x, index, w) * mask[:, None], bank, tokens, weight, cotangent
+    )
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(grads[0][mask == 0], 0.0)
+    for grad, ref in zip(grads, ref_grads):
+        assert np.abs(ref).max() > 0
+        np.testing.assert_allclose(grad, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_unused_blocks_are_skipped_not_computed():
     """Blocks past `used_blocks` come back as zeros: with biases, running them would not."""
     bank = make_bank(use_bias=True)
