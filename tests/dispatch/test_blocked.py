@@ -93,7 +93,9 @@ def test_blocked_gradients_with_padding_tokens_equal_oracle():
     index, weight = routings()["spread"]
     mask = np.array([0, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 1], "float32")
     cotangent = random_tokens(T, HIDDEN, seed=5)
-    out, grads = value_and_grads(lambda x, w: blocked_dispatch(x, index, w, bank, mask=mask, block_size=4)[0], bank, tokens, weight, cotangent)
+    out, grads = value_and_grads(
+        lambda x, w: blocked_dispatch(x, index, w, bank, mask=mask, block_size=4)[0], bank, tokens, weight, cotangent
+    )
     ref_out, ref_grads = value_and_grads(
         lambda x, w: keras_oracle(bank, x, index, w) * mask[:, None], bank, tokens, weight, cotangent
     )
