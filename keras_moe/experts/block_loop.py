@@ -12,7 +12,7 @@ and adds the block's weight gradients into the expert's slice of the gradient it
 all experts' weights, every block; the loop's own backward pays off from 16 experts up
 (`benchmarks/block_backward.py`, MoE layer fwd+bwd, 4,096 tokens, h 256, f 512, own / autodiff in
 one process: 0.75-0.88 at 64 experts, 0.85-0.90 at 32, 0.91-0.94 at 16, 1.02-1.07 at 8;
-`benchmarks/RESULTS.md`, "JAX: blocks in a loop").
+`benchmarks/RESULTS.md`, "JAX: the blocks' own backward pass, and gathers instead of scatters").
 """
 
 import keras

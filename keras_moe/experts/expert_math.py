@@ -167,8 +167,8 @@ class ExpertMath:
         loop reads each kernel where it lies instead of gathering `m` copies first. Elsewhere (and
         on TensorFlow under XLA, where the loop's backward pass is slower): one batched matmul over
         the gathered kernels. From 16 experts up the loop's backward pass adds each block's weight
-        gradients into its expert's slice in place (`keras_moe.experts.block_loop`). Figures: `benchmarks/RESULTS.md`,
-        "JAX: blocks in a loop".
+        gradients into its expert's slice in place (`keras_moe.experts.block_loop`). Figures:
+        `benchmarks/RESULTS.md`, "JAX: blocks in a loop" and the section after it.
         """
         names = (*self.expert_in_names(), "out")
         params = {f"kernel/{name}": self.expert_kernel(name) for name in names}  # LoRA adds its update once, outside the loop
