@@ -21,19 +21,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from keras import ops  # noqa: E402
 from moe_layer import make_step, time_steps  # noqa: E402
 
 import keras_moe  # noqa: E402
-from keras_moe.experts import expert_math  # noqa: E402
+from keras_moe.experts import block_loop  # noqa: E402
 
-OWN_BACKWARD = expert_math.map_blocks
-
-
-def autodiff_map_blocks(fn, params, inputs, block_expert):
-    """The same loop without its own backward pass: autodiff of `keras.ops.map`."""
-    return ops.map(lambda args: fn({name: ops.take(v, args[1], axis=0) for name, v in params.items()}, args[0]),
-                   (inputs, block_expert))
+OWN_BACKWARD_MIN_EXPERTS = block_loop.OWN_BACKWARD_MIN_EXPERTS
 
 
 def time_shape(experts, hidden, ffn, order, args):
@@ -42,10 +35,11 @@ def time_shape(experts, hidden, ffn, order, args):
     steps = {"dense": make_step(keras_moe.FeedForward(2 * ffn, activation="swiglu"), x)}
     steps["dense"]()
     for name in order:
-        expert_math.map_blocks = OWN_BACKWARD if name == "own_backward" else autodiff_map_blocks
+        # The threshold is read while tracing: 1 forces the own backward pass, a huge one autodiff.
+        block_loop.OWN_BACKWARD_MIN_EXPERTS = 1 if name == "own_backward" else 2**31
         steps[name] = make_step(keras_moe.MoELayer(experts, ffn, router=router, dispatch="blocked"), x)
-        steps[name]()  # compile now, while this variant is patched in
-    expert_math.map_blocks = OWN_BACKWARD
+        steps[name]()  # compile now, while this variant is set
+    block_loop.OWN_BACKWARD_MIN_EXPERTS = OWN_BACKWARD_MIN_EXPERTS
     return {name: round(seconds * 1e3, 1) for name, seconds in time_steps(steps, args.repeats).items()}
 
 
