@@ -130,7 +130,6 @@ def blocked_dispatch(tokens, expert_index, expert_weight, experts, mask=None, bl
     owner = ops.scatter_update(ops.full((padded_rows + 1,), rows, "int32"), row_position[:, None], ops.arange(rows, dtype="int32"))
     owner = owner[:padded_rows]
     owned = owner < rows
-    safe_owner = ops.where(owned, owner, 0)[:, None]
     padded_tokens = ops.concatenate([tokens, ops.zeros_like(tokens[:1])], axis=0)  # padding rows read the zero row
     readers = ops.concatenate([ops.reshape(row_position, (-1, top_k)), ops.zeros((1, top_k), "int32")], axis=0)
     readers_valid = ops.concatenate([ops.reshape(real_row, (-1, top_k)), ops.zeros((1, top_k), "bool")], axis=0)
@@ -146,7 +145,10 @@ def blocked_dispatch(tokens, expert_index, expert_weight, experts, mask=None, bl
     else:
         block_outputs = experts.call_blocks(buffer, block_expert)
     outputs = gather_rows(
-        ops.reshape(block_outputs, (padded_rows, -1)), ops.minimum(row_position, padded_rows - 1), safe_owner, owned[:, None]
+        ops.reshape(block_outputs, (padded_rows, -1)),
+        ops.minimum(row_position, padded_rows - 1),
+        ops.where(owned, owner, 0)[:, None],
+        owned[:, None],
     )  # [n, h]
     if valid is not None:
         outputs = outputs * ops.cast(real_row, outputs.dtype)[:, None]  # masked choices read no block
